@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,29 @@ FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "te
                     "AWS_REGION": REGION}
 
 
+class _RetryClock:
+    """What moto's ASL retrier sees as `time`: its sleeps between Retry attempts are scaled, so
+    tests of retries that would wait minutes on AWS take moments. 1.0 (the default) is AWS's pace."""
+
+    scale = 1.0
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds * self.scale)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+RETRY_CLOCK = _RetryClock()
+
+
 def install() -> None:
     """Patch moto (idempotent). Import-time cheap; call before any AWS call."""
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
     fixes.apply()
     runtime.apply()
+    retrier_decl.time = RETRY_CLOCK  # type: ignore[assignment]
     # moto's ASL engine logs tracebacks of states that fail on purpose (Catch, Retry).
     logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
 
@@ -61,8 +81,11 @@ def package(template: Path = TEMPLATE, bucket: str = ARTIFACTS) -> str:
     """`aws cloudformation package`, run by awscli itself in this process → the packaged template."""
     from awscli.clidriver import create_clidriver
 
-    boto3.client("s3", region_name=REGION).create_bucket(
-        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3 = boto3.client("s3", region_name=REGION)
+    try:
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "packaged.yml"
         with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
@@ -87,3 +110,11 @@ def deploy(stack_name: str = "step-worker-stable", parameters: dict[str, Any] | 
     if stack["StackStatus"] != "CREATE_COMPLETE":
         raise RuntimeError(f"stack {stack_name} is {stack['StackStatus']}")
     return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def function_module(function_name: str) -> Any:
+    """The module that runs a deployed function in this process (for tests that spy on it)."""
+    from moto.awslambda.models import lambda_backends
+
+    function = lambda_backends["123456789012"][REGION].get_function(function_name)
+    return runtime.module_of(function)

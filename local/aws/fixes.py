@@ -7,10 +7,12 @@ Verified against the moto version pinned in requirements-dev.txt.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import json
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import botocore.session
@@ -62,7 +64,7 @@ def _from_boto_response_value(value: Any) -> Any:
     describe_execution then fails with a 500; AWS emits epoch milliseconds."""
     if isinstance(value, datetime.datetime):
         return int(value.timestamp() * 1000)
-    return ORIGINAL["_from_boto_response_value"](value)
+    return ORIGINAL["_from_boto_response_value"].__func__(value)
 
 
 def _start_execution(self, state_machine_arn: str, name: str | None = None,
@@ -122,20 +124,41 @@ def _delete_state_machine(cls, resource_name: str, cloudformation_json: Any, acc
     _backend(account_id, region_name).delete_state_machine(resource_name)
 
 
+_FIXES: dict[str, tuple[Any, str, Any]] = {}  # name → (owner, attribute, replacement)
+
+
+def _register() -> None:
+    base = task_service.StateTaskService
+    _FIXES.update({
+        "sfn-parameters": (base, "_normalise_parameters", _normalise_parameters),
+        "sfn-response": (base, "_normalise_response", _normalise_response),
+        "sfn-dates": (base, "_from_boto_response_value", staticmethod(_from_boto_response_value)),
+        "unnamed-execution": (parser_models.StepFunctionsParserBackend, "start_execution",
+                              _start_execution),
+        "binary-segment": (Item, "is_within_segment", _is_within_segment),
+        "cfn-state-machine": (sfn_models.StateMachine, "create_from_cloudformation_json",
+                              _create_state_machine),
+        "cfn-state-machine-delete": (sfn_models.StateMachine, "delete_from_cloudformation_json",
+                                     _delete_state_machine),
+    })
+
+
 def apply() -> None:
     """Apply every fix once (idempotent)."""
     if ORIGINAL:
         return
-    base = task_service.StateTaskService
-    ORIGINAL["_from_boto_response_value"] = base._from_boto_response_value
-    ORIGINAL["start_execution"] = parser_models.StepFunctionsParserBackend.start_execution
-    ORIGINAL["is_within_segment"] = Item.is_within_segment
-    ORIGINAL["create_from_cloudformation_json"] = \
-        sfn_models.StateMachine.create_from_cloudformation_json
-    base._normalise_parameters = _normalise_parameters
-    base._normalise_response = _normalise_response
-    base._from_boto_response_value = staticmethod(_from_boto_response_value)
-    parser_models.StepFunctionsParserBackend.start_execution = _start_execution
-    Item.is_within_segment = _is_within_segment
-    sfn_models.StateMachine.create_from_cloudformation_json = _create_state_machine
-    sfn_models.StateMachine.delete_from_cloudformation_json = _delete_state_machine
+    _register()
+    for name, (owner, attribute, replacement) in _FIXES.items():
+        ORIGINAL[attribute] = owner.__dict__[attribute]
+        setattr(owner, attribute, replacement)
+
+
+@contextlib.contextmanager
+def without(name: str) -> Iterator[None]:
+    """Undo one fix for the duration of the block: the tests show each defect this way."""
+    owner, attribute, replacement = _FIXES[name]
+    setattr(owner, attribute, ORIGINAL[attribute])
+    try:
+        yield
+    finally:
+        setattr(owner, attribute, replacement)

@@ -1,0 +1,152 @@
+"""The embedded AWS: each fix of local/aws/fixes.py is shown necessary (the defect appears with the
+fix undone) and sufficient; the in-process Lambda behaves as Lambda does for step-worker."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from local.aws import REGION, fixes, runtime
+from tests.conftest import key_value, run
+
+ROLE = "arn:aws:iam::123456789012:role/any"
+
+
+def machine(sfn, name, definition):
+    return sfn.create_state_machine(name=name, definition=json.dumps(definition),
+                                    roleArn=ROLE)["stateMachineArn"]
+
+
+@pytest.fixture
+def child_and_parent(aws, clients):
+    suffix = str(time.monotonic_ns())
+    child = machine(clients.sfn, f"child-{suffix}", {
+        "StartAt": "P", "States": {"P": {"Type": "Pass", "Result": {"Done": True}, "End": True}}})
+    parent = machine(clients.sfn, f"parent-{suffix}", {
+        "StartAt": "T", "States": {"T": {
+            "Type": "Task", "Resource": "arn:aws:states:::states:startExecution.sync:2",
+            "Parameters": {"StateMachineArn": child, "Input": {"a": 1}}, "End": True}}})
+    return child, parent
+
+
+def test_start_execution_sync_2_returns_the_child_output(clients, child_and_parent):
+    _, parent = child_and_parent
+    found = run(clients.sfn, parent, {})
+    assert found["status"] == "SUCCEEDED"
+    assert found["output"]["Output"] == {"Done": True}
+    assert found["output"]["Input"] == {"a": 1}
+    assert isinstance(found["output"]["StartDate"], int)  # epoch milliseconds, as AWS
+
+
+def test_defect_1_sync_task_parameters_are_not_converted(clients, child_and_parent):
+    _, parent = child_and_parent
+    with fixes.without("sfn-parameters"):
+        found = run(clients.sfn, parent, {})
+    assert found["status"] == "FAILED"
+    assert "StateMachineArn" in found.get("cause", "") + found.get("error", "")
+
+
+def test_defect_2_sync_task_output_keeps_datetimes(clients, child_and_parent):
+    _, parent = child_and_parent
+    with fixes.without("sfn-dates"), pytest.raises(Exception):
+        run(clients.sfn, parent, {})
+
+
+def test_defect_3_unnamed_executions_collide(clients, child_and_parent):
+    child, _ = child_and_parent
+    first = clients.sfn.start_execution(stateMachineArn=child)["executionArn"]
+    second = clients.sfn.start_execution(stateMachineArn=child, input='{"b": 2}')["executionArn"]
+    assert first != second
+    assert ":None" not in first
+    with fixes.without("unnamed-execution"):
+        clients.sfn.start_execution(stateMachineArn=child)
+        with pytest.raises(ClientError) as error:
+            clients.sfn.start_execution(stateMachineArn=child, input='{"b": 2}')
+    assert error.value.response["Error"]["Code"] == "ExecutionAlreadyExists"
+
+
+def test_defect_6_parallel_scan_of_a_binary_key(clients):
+    name = f"binary-{time.monotonic_ns()}"
+    clients.dynamodb.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "B"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+    for i in range(20):
+        clients.dynamodb.put_item(TableName=name, Item={"id": key_value("B", i)})
+    seen = [item["id"]["B"] for s in range(3) for item in
+            clients.dynamodb.scan(TableName=name, Segment=s, TotalSegments=3)["Items"]]
+    assert sorted(seen) == sorted(key_value("B", i)["B"] for i in range(20))
+    with fixes.without("binary-segment"), pytest.raises(Exception):
+        clients.dynamodb.scan(TableName=name, Segment=0, TotalSegments=3)
+
+
+TEMPLATE = {
+    "Resources": {"Machine": {"Type": "AWS::StepFunctions::StateMachine", "Properties": {
+        "StateMachineName": "substituted", "RoleArn": ROLE,
+        "DefinitionSubstitutions": {"Answer": "forty-two"},
+        "Definition": {"StartAt": "P", "States": {
+            "P": {"Type": "Pass", "Result": {"answer": "${Answer}"}, "End": True}}}}}},
+    "Outputs": {"Arn": {"Value": {"Ref": "Machine"}}},
+}
+
+
+def test_defect_7_cloudformation_state_machines(clients):
+    cfn = boto3.client("cloudformation", region_name=REGION)
+    cfn.create_stack(StackName="defect-7", TemplateBody=json.dumps(TEMPLATE))
+    arn = cfn.describe_stacks(StackName="defect-7")["Stacks"][0]["Outputs"][0]["OutputValue"]
+    found = run(clients.sfn, arn, {})
+    assert found["status"] == "SUCCEEDED"
+    assert found["output"] == {"answer": "forty-two"}
+    cfn.delete_stack(StackName="defect-7")
+
+    with fixes.without("cfn-state-machine"):
+        cfn.create_stack(StackName="defect-7-unfixed",
+                         TemplateBody=json.dumps(TEMPLATE).replace("substituted", "plain"))
+    arn = cfn.describe_stacks(StackName="defect-7-unfixed")["Stacks"][0]["Outputs"][0]["OutputValue"]
+    with pytest.raises(ClientError) as error:
+        clients.sfn.start_execution(stateMachineArn=arn)
+    assert error.value.response["Error"]["Code"] == "StateMachineDoesNotExist"
+
+
+def test_moto_refuses_an_integer_tolerated_failure_percentage(clients):
+    """Why template.yml writes ToleratedFailurePercentage as 100.0 (AWS takes either)."""
+    definition = {"StartAt": "M", "States": {"M": {
+        "Type": "Map", "ToleratedFailurePercentage": 100, "End": True,
+        "ItemProcessor": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}}}}
+    with pytest.raises(Exception):
+        machine(clients.sfn, f"tolerated-{time.monotonic_ns()}", definition)
+    definition["States"]["M"]["ToleratedFailurePercentage"] = 100.0
+    assert machine(clients.sfn, f"tolerated-{time.monotonic_ns()}", definition)
+
+
+def test_the_deployed_function_runs_in_process_and_reports_errors_by_class(stack):
+    answer = boto3.client("lambda", region_name=REGION).invoke(
+        FunctionName=stack["Function"], Payload=json.dumps({"action": "explode"}))
+    assert answer["FunctionError"] == "Handled"
+    payload = json.load(answer["Payload"])
+    assert payload["errorType"] == "InvalidConfiguration"
+    assert "explode" in payload["errorMessage"]
+
+
+def test_the_function_environment_is_applied(stack):
+    from local.aws import function_module
+
+    module = function_module(stack["Function"])
+    assert module.CHECKPOINT_TABLE == stack["CheckpointTable"]
+    assert module.LOOPS_PER_EXECUTION == 1000
+
+
+def test_the_context_counts_down_from_the_function_timeout():
+    class Function:
+        function_name, version, function_arn = "f", "$LATEST", "arn:f"
+        memory_size, timeout = 128, 3
+
+    context = runtime.Context(Function())  # type: ignore[arg-type]
+    first = context.get_remaining_time_in_millis()
+    assert 2_900 < first <= 3_000
+    time.sleep(0.05)
+    assert context.get_remaining_time_in_millis() <= first - 40

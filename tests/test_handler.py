@@ -1,0 +1,243 @@
+"""Unit tests of handler.py's pure logic: validation, cursors, summaries, names, pacing."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+import handler
+from handler import Checkpoint, InvalidConfiguration, parse_input
+
+SEED = {"TableName": "step-worker-url-stable", "TableHash": "url", "Workers": 4, "BatchSize": 250}
+
+
+def config(**changes):
+    return {"Comment": "x", "Configuration": {**SEED, **changes}}
+
+
+def test_the_seed_input_is_valid_and_complete():
+    parsed = parse_input(config())
+    assert parsed.to_json() == {**SEED, "Segments": 4, "Process": {"Type": "Count"},
+                                "ConsistentRead": False, "DryRun": False}
+
+
+# Every rule of the configuration table: (input, the field the message must name, a word of the fix)
+BAD = [
+    (None, "Configuration", "needs"),
+    ("text", "Configuration", "needs"),
+    ({"Comment": "x"}, "Configuration", "needs"),
+    ({"Configuration": []}, "Configuration", "needs"),
+    ({"Configuration": {**SEED}, "Extra": 1}, "Extra", "only Comment and Configuration"),
+    (config(Colour="blue"), "Colour", "the fields are"),
+    ({"Configuration": {k: v for k, v in SEED.items() if k != "TableName"}}, "TableName", "required"),
+    ({"Configuration": {k: v for k, v in SEED.items() if k != "TableHash"}}, "TableHash", "required"),
+    ({"Configuration": {k: v for k, v in SEED.items() if k != "Workers"}}, "Workers", "required"),
+    ({"Configuration": {k: v for k, v in SEED.items() if k != "BatchSize"}}, "BatchSize", "required"),
+    (config(TableName=""), "TableName", "non-empty"),
+    (config(TableName=7), "TableName", "non-empty"),
+    (config(TableName="ab"), "TableName", "not an ARN"),
+    (config(TableName="arn:aws:dynamodb:eu-west-1:999999999999:table/x"), "TableName", "not an ARN"),
+    (config(TableHash=""), "TableHash", "partition key"),
+    (config(TableHash=["url"]), "TableHash", "partition key"),
+    (config(Workers=0), "Workers", "1 to 10000"),
+    (config(Workers=10001), "Workers", "1 to 10000"),
+    (config(Workers=2.5), "Workers", "whole number"),
+    (config(Workers="4"), "Workers", "whole number"),
+    (config(Workers=True), "Workers", "whole number"),
+    (config(BatchSize=0), "BatchSize", "1 to 1000"),
+    (config(BatchSize=1001), "BatchSize", "1 to 1000"),
+    (config(BatchSize=None), "BatchSize", "whole number"),
+    (config(Segments=3), "Segments", "raise Segments or lower Workers"),
+    (config(Segments=handler.MAX_SEGMENTS + 1), "Segments", "whole number"),
+    (config(Process={"Type": "Delete"}), "Process", "supports"),
+    (config(Process="Count"), "Process", "supports"),
+    (config(Process={"Type": "Count", "Extra": 1}), "Process", "unknown fields"),
+    (config(FilterExpression=""), "FilterExpression", "expression"),
+    (config(FilterExpression=5), "FilterExpression", "expression"),
+    (config(ProjectionExpression=" "), "ProjectionExpression", "expression"),
+    (config(FilterExpression="#a = :v", ExpressionAttributeNames={"a": "b"},
+            ExpressionAttributeValues={":v": {"S": "x"}}), "ExpressionAttributeNames", "#"),
+    (config(FilterExpression="#a = :v", ExpressionAttributeNames={"#a": "b"},
+            ExpressionAttributeValues={":v": "x"}), "ExpressionAttributeValues", "typed JSON"),
+    (config(FilterExpression="#a = :v", ExpressionAttributeNames={"#a": "b"},
+            ExpressionAttributeValues={"v": {"S": "x"}}), "ExpressionAttributeValues", "typed JSON"),
+    (config(ExpressionAttributeNames={"#a": "b"}), "ExpressionAttributeNames", "add the expression"),
+    (config(ConsistentRead="yes"), "ConsistentRead", "true or false"),
+    (config(DryRun=1), "DryRun", "true or false"),
+    (config(MaxReadUnits=0), "MaxReadUnits", "above 0"),
+    (config(MaxReadUnits=-5), "MaxReadUnits", "above 0"),
+    (config(MaxReadUnits="100"), "MaxReadUnits", "above 0"),
+    (config(MaxReadUnits=math.inf), "MaxReadUnits", "above 0"),
+    (config(RunId=""), "RunId", "ResumeInput"),
+    (config(RunId="has spaces"), "RunId", "ResumeInput"),
+    (config(RunId="x" * 41), "RunId", "ResumeInput"),
+    (config(FilterExpression="a = :v", ExpressionAttributeValues={":v": {"S": "x" * 20000}}),
+     "Configuration", "bytes"),
+]
+
+
+@pytest.mark.parametrize("document,field,fix", BAD)
+def test_bad_input_names_the_field_and_the_fix(document, field, fix):
+    with pytest.raises(InvalidConfiguration) as error:
+        parse_input(document)
+    assert field in str(error.value)
+    assert fix in str(error.value)
+
+
+GOOD = [
+    config(Segments=4000),
+    config(Workers=10000, Segments=10000, BatchSize=1),
+    config(FilterExpression="attribute_exists(#t)", ExpressionAttributeNames={"#t": "title"}),
+    config(ProjectionExpression="url", ConsistentRead=True, DryRun=True, MaxReadUnits=12.5),
+    config(Process={"Type": "Count"}, RunId="20261204T200000-abc_1"),
+]
+
+
+@pytest.mark.parametrize("document", GOOD)
+def test_good_input_round_trips_through_state(document):
+    parsed = parse_input(document)
+    assert handler.run_config(parsed.to_json()) == parsed
+
+
+@pytest.mark.parametrize("key", [
+    {"url": {"S": "https://example.com/ü"}},
+    {"id": {"N": "100000000000000000000000000000000000001"}},
+    {"id": {"B": b"\x00\xff\x10binary"}},
+    {"id": {"N": "-1.5e-10"}, "sort": {"S": "a\"quote"}},
+    {"id": {"S": "h"}, "sort": {"N": "12345678901234567890"}},
+    {"id": {"B": b"\x01"}, "sort": {"B": b"\x02\x03"}},
+])
+def test_cursors_round_trip_every_key_type(key):
+    text = handler.encode_cursor(key)
+    assert isinstance(text, str)
+    assert handler.decode_cursor(text) == key
+    assert json.loads(text)  # stored as plain JSON text
+
+
+def test_no_cursor_means_the_segment_is_done():
+    assert handler.encode_cursor(None) is None
+    assert handler.encode_cursor({}) is None
+    assert handler.decode_cursor(None) is None
+
+
+def test_advance_counts_a_page_and_keeps_its_cursor():
+    start = Checkpoint(run_id="r", segment=3, error="Boom", cause="earlier")
+    page = {"Items": [{}, {}], "ScannedCount": 5, "Count": 2,
+            "LastEvaluatedKey": {"url": {"S": "b"}}, "ConsumedCapacity": {"CapacityUnits": 1.5}}
+    after = handler.advance(start, page, processed=2, skipped=0)
+    assert (after.pages, after.scanned, after.processed, after.read_units) == (1, 5, 2, 1.5)
+    assert handler.decode_cursor(after.cursor) == {"url": {"S": "b"}}
+    assert not after.done and after.error is None and after.cause is None
+    last = handler.advance(after, {"Items": [], "ScannedCount": 0}, 0, 0)
+    assert last.done and last.cursor is None and last.pages == 2
+
+
+def rows(*scanned, done=True):
+    return [Checkpoint(run_id="r", segment=i, scanned=n, processed=n, done=done,
+                       read_units=n / 10) for i, n in enumerate(scanned)]
+
+
+def test_summary_adds_up_the_segments():
+    summary = handler.summarize(rows(10, 20, 30, 40), segments=4, seconds=12.345)
+    assert summary == {"Segments": 4, "Scanned": 100, "Processed": 100, "Skipped": 0,
+                       "Failed": 0, "ConsumedReadUnits": 10.0, "Seconds": 12.3, "Skew": 1.6}
+
+
+def test_summary_warns_when_one_segment_holds_most_items():
+    summary = handler.summarize(rows(1, 1, 1, 97), segments=4, seconds=1)
+    assert summary["Skew"] == 3.88
+    assert "few partition keys" in summary["Warnings"][0]
+
+
+def test_summary_of_an_empty_table():
+    summary = handler.summarize([], segments=4, seconds=0)
+    assert (summary["Scanned"], summary["Skew"], summary["Failed"]) == (0, 1.0, 4)
+
+
+def test_unfinished_and_failed_segments_are_named():
+    failed = handler.failed_segments(
+        rows(5, done=True) + [Checkpoint(run_id="r", segment=1, error="States.TaskFailed",
+                                         cause=json.dumps({"Error": "AccessDenied",
+                                                           "Cause": "not allowed"}))],
+        segments=3)
+    assert failed == [
+        {"Segment": 1, "Error": "AccessDenied", "Cause": "not allowed"},
+        {"Segment": 2, "Error": "NotFinished",
+         "Cause": "the segment did not finish; resume the run"}]
+
+
+def test_a_lambda_error_payload_is_unwrapped():
+    cause = json.dumps({"Error": "States.TaskFailed", "Cause": json.dumps(
+        {"errorType": "ValueError", "errorMessage": "bad item"})})
+    assert handler.unwrap_failure("States.TaskFailed", cause) == ("ValueError", "bad item")
+    assert handler.unwrap_failure("X", "not json") == ("X", "not json")
+
+
+def test_the_failure_message_carries_the_input_that_resumes_the_run():
+    parsed = parse_input(config(RunId="run-1"))
+    failed = [{"Segment": s, "Error": "E", "Cause": "c" * 1000} for s in range(80)]
+    message = json.loads(handler.failure_message(parsed, {"Scanned": 1}, failed))
+    assert message["ResumeInput"]["Configuration"]["RunId"] == "run-1"
+    assert parse_input(message["ResumeInput"]) == parsed
+    assert message["FailedSegmentCount"] == 80
+    assert len(message["FailedSegments"]) == 50
+    assert len(message["FailedSegments"][0]["Cause"]) == 500
+
+
+def test_segments_are_shuffled_only_when_workers_cannot_take_them_all():
+    assert handler.segments_to_do(4, set(), workers=4, run_id="r") == [0, 1, 2, 3]
+    shuffled = handler.segments_to_do(50, {7, 8}, workers=4, run_id="r")
+    assert sorted(shuffled) == [s for s in range(50) if s not in (7, 8)]
+    assert shuffled != sorted(shuffled)
+    assert shuffled == handler.segments_to_do(50, {7, 8}, workers=4, run_id="r")
+
+
+@pytest.mark.parametrize("execution", [
+    "0b4e7c2a-9d1f-4c1e-8f43-2c1a0d9e8b7f", "x" * 80, "name with spaces", "ü" * 10])
+def test_launch_names_fit_a_worker_execution_name(execution):
+    name = handler.launch_name(execution)
+    assert len(f"{name}-19999-999999") <= 80
+    assert all(c.isascii() and (c.isalnum() or c in "-_") for c in name)
+    assert handler.launch_name(execution) == name
+
+
+def test_distinct_long_names_stay_distinct():
+    assert handler.launch_name("a" * 60 + "1") != handler.launch_name("a" * 60 + "2")
+
+
+def test_the_pacer_keeps_the_read_rate(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(handler.time, "monotonic", lambda: now[0])
+    pacer = handler.Pacer(units_per_second=10)
+    assert pacer.delay(5) == 0.5  # 5 units at 10/s take half a second
+    now[0] += 0.5
+    assert pacer.delay(20) == 2.0
+    now[0] += 10  # idle time is not saved up beyond one page
+    assert pacer.delay(10) == 1.0
+    assert handler.Pacer(None).delay(1000) == 0.0
+
+
+class FakeContext:
+    def __init__(self, ms):
+        self.ms = ms
+
+    def get_remaining_time_in_millis(self):
+        return self.ms
+
+
+def test_the_clock_stops_with_a_margin_of_twice_the_slowest_page():
+    clock = handler.Clock(FakeContext(10_000))
+    assert clock.can_start_page()
+    clock.page_took(4.0)
+    assert clock.margin_ms() == 8_000 and clock.can_start_page()
+    clock.page_took(6.0)
+    assert not clock.can_start_page()
+    assert not handler.Clock(FakeContext(handler.MIN_MARGIN_MS)).can_start_page()
+    assert handler.Clock(None).can_start_page()
+
+
+def test_unknown_actions_are_refused():
+    with pytest.raises(InvalidConfiguration, match="action"):
+        handler.handler({"action": "explode"}, None)
