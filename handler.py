@@ -32,9 +32,10 @@ import os
 import random
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
@@ -374,7 +375,7 @@ def check_state_size(out: dict[str, Any]) -> None:
 # -- pure helpers ---------------------------------------------------------------------------------
 
 def new_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + os.urandom(4).hex()
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + os.urandom(4).hex()
 
 
 def launch_name(execution: str, limit: int = 40) -> str:
@@ -686,7 +687,7 @@ def save_checkpoint(before: Checkpoint, after: Checkpoint) -> Checkpoint:
         "Done": {"BOOL": after.done}, "Pages": {"N": str(after.pages)},
         "Scanned": {"N": str(after.scanned)}, "Processed": {"N": str(after.processed)},
         "Skipped": {"N": str(after.skipped)}, "ReadUnits": {"N": repr(after.read_units)},
-        "UpdatedAt": {"S": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+        "UpdatedAt": {"S": datetime.now(UTC).isoformat(timespec="seconds")},
         "ExpiresAt": {"N": str(_expires_at())},
     }
     if after.cursor:

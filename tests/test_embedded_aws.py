@@ -52,7 +52,7 @@ def test_defect_1_sync_task_parameters_are_not_converted(clients, child_and_pare
 
 def test_defect_2_sync_task_output_keeps_datetimes(clients, child_and_parent):
     _, parent = child_and_parent
-    with fixes.without("sfn-dates"), pytest.raises(Exception):
+    with fixes.without("sfn-dates"), pytest.raises(TypeError, match="datetime"):
         run(clients.sfn, parent, {})
 
 
@@ -80,7 +80,7 @@ def test_defect_6_parallel_scan_of_a_binary_key(clients):
     seen = [item["id"]["B"] for s in range(3) for item in
             clients.dynamodb.scan(TableName=name, Segment=s, TotalSegments=3)["Items"]]
     assert sorted(seen) == sorted(key_value("B", i)["B"] for i in range(20))
-    with fixes.without("binary-segment"), pytest.raises(Exception):
+    with fixes.without("binary-segment"), pytest.raises(AttributeError, match="encode"):
         clients.dynamodb.scan(TableName=name, Segment=0, TotalSegments=3)
 
 
@@ -117,7 +117,7 @@ def test_moto_refuses_an_integer_tolerated_failure_percentage(clients):
     definition = {"StartAt": "M", "States": {"M": {
         "Type": "Map", "ToleratedFailurePercentage": 100, "End": True,
         "ItemProcessor": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}}}}
-    with pytest.raises(Exception):
+    with pytest.raises(ClientError, match="ToleratedFailurePercentage"):
         machine(clients.sfn, f"tolerated-{time.monotonic_ns()}", definition)
     definition["States"]["M"]["ToleratedFailurePercentage"] = 100.0
     assert machine(clients.sfn, f"tolerated-{time.monotonic_ns()}", definition)
@@ -136,7 +136,7 @@ def test_the_function_environment_is_applied(stack):
     from local.aws import function_module
 
     module = function_module(stack["Function"])
-    assert module.CHECKPOINT_TABLE == stack["CheckpointTable"]
+    assert stack["CheckpointTable"] == module.CHECKPOINT_TABLE
     assert module.LOOPS_PER_EXECUTION == 1000
 
 

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-
 from moto import mock_aws
 
 from . import fixes, runtime
@@ -82,13 +81,12 @@ def package(template: Path = TEMPLATE, bucket: str = ARTIFACTS) -> str:
     from awscli.clidriver import create_clidriver
 
     s3 = boto3.client("s3", region_name=REGION)
-    try:
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
         s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
-    except s3.exceptions.BucketAlreadyOwnedByYou:
-        pass
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "packaged.yml"
-        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), \
+                contextlib.redirect_stderr(quiet):
             code = create_clidriver().main([
                 "cloudformation", "package", "--region", REGION, "--template-file", str(template),
                 "--s3-bucket", bucket, "--output-template-file", str(out)])

@@ -17,7 +17,6 @@ from typing import Any
 
 import botocore.session
 from botocore import xform_name
-
 from moto.core.config import default_user_config
 from moto.dynamodb.models.dynamo_type import Item
 from moto.stepfunctions import models as sfn_models
@@ -30,7 +29,7 @@ from moto.utilities.utils import md5_hash
 ORIGINAL: dict[str, Any] = {}  # what each fix replaced, for the tests that show the defects
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _operation(service: str, action: str) -> Any:
     model = botocore.session.get_session().get_service_model(service)
     names = {xform_name(name): name for name in model.operation_names}
@@ -148,7 +147,7 @@ def apply() -> None:
     if ORIGINAL:
         return
     _register()
-    for name, (owner, attribute, replacement) in _FIXES.items():
+    for owner, attribute, replacement in _FIXES.values():
         ORIGINAL[attribute] = owner.__dict__[attribute]
         setattr(owner, attribute, replacement)
 
