@@ -14,7 +14,7 @@ AWS := $(BIN)/aws --region $(REGION)
 ACCOUNT = $(shell $(AWS) sts get-caller-identity --query Account --output text)
 BUCKET ?= $(PROJECT)-artifacts-$(ACCOUNT)-$(REGION)
 
-.PHONY: install build package deploy outputs delete test lint lint-template lint-python demo machine clean
+.PHONY: install build package deploy outputs delete test lint lint-template lint-python demo local fill watch stop machine clean
 
 install: $(VENV)/.installed
 
@@ -59,6 +59,25 @@ lint-python: install
 
 demo: install
 	$(BIN)/python -m local.demo
+
+# The embedded AWS as a server on 127.0.0.1:$(PORT), for the commands above with AWS_ENDPOINT_URL set.
+PORT ?= 5000
+local: install
+	$(BIN)/python -m local.server --port $(PORT)
+
+# Against the endpoint in use: fill the demo table, follow a run (the newest by default), stop one.
+ITEMS ?= 10000
+EXECUTION ?=
+fill: install
+	AWS_DEFAULT_REGION=$(REGION) $(BIN)/python -m local.demo fill --count $(ITEMS) --table $(PROJECT)-url-$(ENV)
+
+watch: install
+	AWS_DEFAULT_REGION=$(REGION) $(BIN)/python -m local.progress --stack $(STACK) $(if $(EXECUTION),--execution $(EXECUTION))
+
+stop: install
+	$(AWS) stepfunctions stop-execution --execution-arn $(EXECUTION) --cause "stopped with make stop"
+	@echo "Stopped. Every segment keeps its checkpoint: to resume, start the Puppeteer with the same"
+	@echo "input plus \"RunId\" (the execution's name, or the RunId it resumed) in its Configuration."
 
 # Redraws machine.png from template.yml (needs Graphviz's dot: installed with apt when missing).
 machine: install

@@ -1,8 +1,12 @@
 """`make demo`: the whole job on the embedded AWS. Deploys template.yml, fills the demo table with
-10,000 URLs, runs the Puppeteer with the README's input, shows progress and prints the summary."""
+10,000 URLs, runs the Puppeteer with the README's input, shows progress and prints the summary.
+
+`python -m local.demo fill --count N` (make fill) only fills the demo table, at whatever endpoint
+boto3 is pointed at: the local endpoint of `make local`, or AWS."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -11,7 +15,7 @@ import boto3
 from rich.console import Console
 
 from local.aws import REGION, deploy, embedded
-from local.progress import show_end, watch
+from local.progress import watch
 
 ITEMS = 10_000
 SEED_INPUT = {"Comment": "Run State Machine Workers",
@@ -27,7 +31,7 @@ def fill(dynamodb, table: str, count: int) -> None:
         dynamodb.batch_write_item(RequestItems={table: batch})
 
 
-def main() -> int:
+def demo() -> int:
     console = Console()
     with embedded():
         began = time.monotonic()
@@ -40,13 +44,24 @@ def main() -> int:
         console.print_json(json.dumps(SEED_INPUT))
         started = sfn.start_execution(stateMachineArn=stack["Puppeteer"],
                                       input=json.dumps(SEED_INPUT))
-        run_id = started["executionArn"].rsplit(":", 1)[1]  # a new run is named after its execution
-        execution = watch(sfn, dynamodb, started["executionArn"], stack["CheckpointTable"],
-                          run_id, ITEMS, console)
-        show_end(execution, console)
+        end = watch(sfn, dynamodb, started["executionArn"], stack["CheckpointTable"], console)
         console.print(f"Demo took {time.monotonic() - began:.1f} s in all.")
-        return 0 if execution["status"] == "SUCCEEDED" else 1
+        return 0 if end.status == "SUCCEEDED" else 1
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command")
+    filling = commands.add_parser("fill", help="only fill the demo table")
+    filling.add_argument("--count", type=int, default=ITEMS)
+    filling.add_argument("--table", default=SEED_INPUT["Configuration"]["TableName"])
+    args = parser.parse_args(argv)
+    if args.command == "fill":
+        fill(boto3.client("dynamodb"), args.table, args.count)
+        print(f"{args.table} has {args.count:,} items https://example.com/page/0 ... /{args.count - 1}")
+        return 0
+    return demo()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -17,6 +17,7 @@ from typing import Any
 
 import botocore.session
 from botocore import xform_name
+from moto.cloudformation.models import CloudFormationBackend
 from moto.core.config import default_user_config
 from moto.dynamodb.models.dynamo_type import Item
 from moto.stepfunctions import models as sfn_models
@@ -85,6 +86,17 @@ def _is_within_segment(self, segments: tuple[Any, Any]) -> bool:
     return segment == md5_hash(raw).digest()[0] % total
 
 
+def _execute_change_set(self, change_set_name: str, stack_name: str | None = None) -> None:
+    """Defect 8: a stack created through a change set (what `aws cloudformation deploy` does) has no
+    Outputs, because they were computed when the stack was still empty and never again."""
+    ORIGINAL["execute_change_set"](self, change_set_name, stack_name)
+    change_set = self.change_sets.get(change_set_name) or next(
+        c for c in self.change_sets.values() if c.change_set_name == change_set_name)
+    stack = self.stacks[change_set.stack_id]
+    stack._parse_template()
+    stack.output_map = stack._create_output_map()
+
+
 def _executing() -> bool:
     return bool(default_user_config.get("stepfunctions", {}).get("execute_state_machine"))
 
@@ -137,6 +149,7 @@ def _register() -> None:
         "binary-segment": (Item, "is_within_segment", _is_within_segment),
         "cfn-state-machine": (sfn_models.StateMachine, "create_from_cloudformation_json",
                               _create_state_machine),
+        "cfn-change-set-outputs": (CloudFormationBackend, "execute_change_set", _execute_change_set),
         "cfn-state-machine-delete": (sfn_models.StateMachine, "delete_from_cloudformation_json",
                                      _delete_state_machine),
     })
