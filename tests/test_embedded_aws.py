@@ -150,3 +150,19 @@ def test_the_context_counts_down_from_the_function_timeout():
     assert 2_900 < first <= 3_000
     time.sleep(0.05)
     assert context.get_remaining_time_in_millis() <= first - 40
+
+
+def deploy_by_change_set(cfn, name: str) -> list:
+    template = json.dumps(TEMPLATE).replace("substituted", name)
+    cfn.create_change_set(StackName=name, ChangeSetName="create", ChangeSetType="CREATE",
+                          TemplateBody=template)
+    cfn.execute_change_set(StackName=name, ChangeSetName="create")
+    return cfn.describe_stacks(StackName=name)["Stacks"][0].get("Outputs", [])
+
+
+def test_defect_8_a_stack_made_by_change_set_has_outputs(aws):
+    cfn = boto3.client("cloudformation", region_name=REGION)
+    [output] = deploy_by_change_set(cfn, "by-change-set")
+    assert output["OutputKey"] == "Arn" and output["OutputValue"].endswith(":by-change-set")
+    with fixes.without("cfn-change-set-outputs"):
+        assert deploy_by_change_set(cfn, "by-change-set-unfixed") == []
