@@ -15,6 +15,26 @@ ROOT = Path(__file__).resolve().parents[1]
 MARKER = "<!-- test: local-endpoint"
 
 
+# The README's operations: stop a run (slowed by MaxReadUnits so that it is still running), resume it
+# with its RunId, follow it with make watch, then delete the stack.
+STOP_RESUME_DELETE = r"""
+puppeteer=arn:aws:states:eu-west-1:123456789012:stateMachine:step-worker-puppeteer-stable
+config='"TableName": "step-worker-url-stable", "TableHash": "url", "Workers": 4, "BatchSize": 250'
+arn=$(aws stepfunctions start-execution --state-machine-arn $puppeteer \
+  --input "{\"Configuration\": {$config, \"MaxReadUnits\": 8}}" --query executionArn --output text)
+sleep 2
+make stop EXECUTION=$arn
+resumed=$(aws stepfunctions start-execution --state-machine-arn $puppeteer \
+  --input "{\"Configuration\": {$config, \"RunId\": \"${arn##*:}\"}}" --query executionArn --output text)
+make watch EXECUTION=$resumed > /dev/null
+echo "stopped=$(aws stepfunctions describe-execution --execution-arn $arn --query status --output text)"
+echo "resumed=$(aws stepfunctions describe-execution --execution-arn $resumed --query output --output text)"
+make delete > /dev/null
+echo "stacks=$(aws cloudformation list-stacks --stack-status-filter CREATE_COMPLETE UPDATE_COMPLETE \
+  --query 'StackSummaries[].StackName' --output text)"
+"""
+
+
 def readme_block() -> str:
     """The fenced block that follows the marker in README.md."""
     text = (ROOT / "README.md").read_text()
@@ -73,6 +93,16 @@ def test_the_readme_commands_deploy_and_run_against_make_local():
         assert output["Summary"]["Processed"] == items
         assert '"OutputKey": "Puppeteer"' in done.stdout
         assert "SUCCEEDED" in done.stdout and "Summary" in done.stdout  # make watch's ending
+
+        operations = block.split("make build")[0] + STOP_RESUME_DELETE
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", operations], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        said = dict(line.split("=", 1) for line in done.stdout.splitlines()
+                    if line.startswith(("stopped=", "resumed=", "stacks=")))
+        assert said["stopped"] == "ABORTED"
+        assert json.loads(said["resumed"])["Summary"]["Scanned"] == 10_000
+        assert "step-worker-stable" not in said["stacks"]
     finally:
         os.killpg(server.pid, signal.SIGINT)
         out, _ = server.communicate(timeout=30)

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import io
+import json
+import time
 
 from rich.console import Console
 
 from local import progress
 from tests.conftest import make_table, run, seed_input
+
+
+def run_to_end(sfn, arn):
+    while (found := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+        time.sleep(0.05)
+    return found
 
 
 def render(renderable) -> str:
@@ -24,6 +32,26 @@ def test_a_run_in_progress_shows_items_rate_time_left_and_segments():
     assert "25%" in text and "2,500 of ~10,000 items" in text
     assert "500 items/s" in text and "ETA 0:00:15" in text
     assert "2 done, 2 running, 1 failed, 3 waiting, of 8" in text
+
+
+def test_the_view_of_a_real_run_in_progress(stack, clients):
+    table, _ = make_table(clients.dynamodb, "S", count=60)
+    document = seed_input(table, "id", Workers=2, BatchSize=5, MaxReadUnits=4)  # 2 pages/s a Worker
+    arn = clients.sfn.start_execution(stateMachineArn=stack["Puppeteer"],
+                                      input=json.dumps(document))["executionArn"]
+    deadline = time.monotonic() + 60
+    while True:
+        s = progress.snapshot(clients.sfn, clients.dynamodb, arn, stack["CheckpointTable"])
+        if s.scanned or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+
+    assert s.status == "RUNNING" and 0 < s.scanned < 60
+    text = render(progress.view(s, rate=10.0))
+    assert f"{s.scanned:,} of ~60 items" in text
+    assert f"segments: {s.done} done, {s.running} running, 0 failed" in text
+    ended = run_to_end(clients.sfn, arn)
+    assert ended["status"] == "SUCCEEDED"
 
 
 def test_an_estimate_below_the_items_already_scanned_grows():
