@@ -14,7 +14,7 @@ AWS := $(BIN)/aws --region $(REGION)
 ACCOUNT = $(shell $(AWS) sts get-caller-identity --query Account --output text)
 BUCKET ?= $(PROJECT)-artifacts-$(ACCOUNT)-$(REGION)
 
-.PHONY: install build package deploy outputs delete test lint lint-template lint-python demo local fill watch stop machine clean
+.PHONY: install build package deploy outputs delete test lint lint-template lint-security lint-python demo local fill watch stop machine clean
 
 install: $(VENV)/.installed
 
@@ -49,10 +49,19 @@ delete: install
 test: install lint
 	$(BIN)/python -m pytest -q
 
-lint: lint-template lint-python
+lint: lint-template lint-security lint-python
 
 lint-template: install
 	$(BIN)/cfn-lint template.yml
+
+# checkov has a venv of its own; every check it skips carries its reason in template.yml.
+$(VENV)/checkov/.installed: local/checkov-requirements.txt
+	$(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/python -m pip install --quiet -r local/checkov-requirements.txt
+	touch $@
+
+lint-security: $(VENV)/checkov/.installed
+	$(VENV)/checkov/bin/checkov -f template.yml --framework cloudformation --compact --quiet --skip-download
 
 lint-python: install
 	$(BIN)/ruff check --line-length 110 --select E,F,W,B,UP,SIM,I handler.py local tests

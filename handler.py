@@ -79,13 +79,39 @@ class CheckpointConflict(Exception):
     """Another invocation moved this segment's checkpoint first; retrying resumes from it."""
 
 
+class AccessDenied(Exception):
+    """The function may not touch a table; the message says which. Never retried."""
+
+
+class TableNotFound(Exception):
+    """A table the run needs is gone. Never retried."""
+
+
+# AWS errors that no retry can fix, as the named errors the state machines refuse to retry.
+PERMANENT = {"AccessDeniedException": AccessDenied, "ResourceNotFoundException": TableNotFound,
+             "ValidationException": InvalidConfiguration}
+
+
 # -- entry point ----------------------------------------------------------------------------------
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     action = event.get("action")
     if action not in ACTIONS:
         raise InvalidConfiguration(f"action {action!r} is unknown; use one of {sorted(ACTIONS)}")
-    return ACTIONS[action](event, context)
+    try:
+        return ACTIONS[action](event, context)
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code in PERMANENT:
+            raise PERMANENT[code](permanent_message(code, str(error))) from error
+        raise
+
+
+def permanent_message(code: str, message: str) -> str:
+    if code == "AccessDeniedException":
+        return (f"{message}; a run may scan only the tables in the stack parameter "
+                "AllowedTableArns: add the table's ARN there and update the stack")
+    return message
 
 
 def split(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -634,7 +660,10 @@ def create_run(config: RunConfig) -> None:
         Item={"RunId": {"S": str(config.run_id)}, "Segment": {"N": str(RUN_ROW)},
               "Configuration": {"S": json.dumps(config.to_json())},
               "StartedAt": {"N": repr(time.time())}, "ExpiresAt": {"N": str(_expires_at())}},
-        ConditionExpression="attribute_not_exists(RunId)")
+        # A retried Split finds its own row: the same run, not a clash.
+        ConditionExpression="attribute_not_exists(RunId) OR #c = :c",
+        ExpressionAttributeNames={"#c": "Configuration"},
+        ExpressionAttributeValues={":c": {"S": json.dumps(config.to_json())}})
 
 
 def load_run(run_id: str | None) -> StoredRun | None:

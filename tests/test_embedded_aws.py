@@ -4,9 +4,11 @@ fix undone) and sufficient; the in-process Lambda behaves as Lambda does for ste
 from __future__ import annotations
 
 import json
+import math
 import time
 
 import boto3
+import botocore.config
 import pytest
 from botocore.exceptions import ClientError
 
@@ -166,3 +168,81 @@ def test_defect_8_a_stack_made_by_change_set_has_outputs(aws):
     assert output["OutputKey"] == "Arn" and output["OutputValue"].endswith(":by-change-set")
     with fixes.without("cfn-change-set-outputs"):
         assert deploy_by_change_set(cfn, "by-change-set-unfixed") == []
+
+
+# What AWS does that moto leaves out (local/aws/emulation.py), and fault injection (faults.py).
+
+def test_scan_pages_are_charged_by_the_bytes_they_read(clients):
+    name = f"sized-{time.monotonic_ns()}"
+    clients.dynamodb.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+    for i in range(10):  # about 1 KB each: "id" + 2 + "body" + 1,000
+        clients.dynamodb.put_item(TableName=name, Item={"id": {"S": f"{i:02d}"},
+                                                        "body": {"S": "x" * 1000}})
+
+    def units(**request):
+        page = clients.dynamodb.scan(TableName=name, ReturnConsumedCapacity="TOTAL", **request)
+        return page["ConsumedCapacity"]["CapacityUnits"], page["ScannedCount"]
+
+    assert units() == (1.5, 10)  # 10,080 bytes → 3 × 4 KB → 1.5 units
+    assert units(ConsistentRead=True) == (3.0, 10)
+    assert units(Limit=4) == (0.5, 4)  # 4,032 bytes
+    assert units(FilterExpression="id = :x", ExpressionAttributeValues={":x": {"S": "03"}}) \
+        == (1.5, 10)  # a filter does not make the read cheaper
+    charged, scanned = units(Segment=1, TotalSegments=4)  # each item is 1,008 bytes
+    assert charged == 0.5 * max(1, math.ceil(scanned * 1008 / 4096))
+
+
+def test_an_execution_fails_at_the_history_quota(clients, monkeypatch):
+    from local.aws import emulation
+
+    monkeypatch.setattr(emulation.HISTORY, "limit", 30)
+    loop = machine(clients.sfn, f"loop-{time.monotonic_ns()}", {
+        "StartAt": "Wait", "States": {
+            "Wait": {"Type": "Pass", "Next": "Again"},
+            "Again": {"Type": "Choice", "Choices": [
+                {"Variable": "$.stop", "BooleanEquals": True, "Next": "End"}], "Default": "Wait"},
+            "End": {"Type": "Succeed"}}})
+
+    found = run(clients.sfn, loop, {"stop": False}, timeout=30)
+
+    assert found["status"] == "FAILED"
+    assert found["error"] == "States.Runtime"
+    assert "maximum number of history events (30)" in found["cause"]
+    events = clients.sfn.get_execution_history(executionArn=found["executionArn"])["events"]
+    assert len(events) <= 31
+
+
+def test_an_invocation_that_overruns_its_timeout_fails(tmp_path):
+    import hashlib
+    import io
+    import zipfile
+
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("slow.py", "import time\ndef run(event, context):\n"
+                                    "    time.sleep(event['seconds'])\n    return 'done'\n")
+
+    class Function:
+        function_name, version, memory_size, timeout = "slow", "$LATEST", 128, 1
+        function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:slow"
+        code_bytes = code.getvalue()
+        code_sha_256 = hashlib.sha256(code_bytes).hexdigest()
+        handler, environment_vars = "slow.run", {}
+
+    assert runtime.invoke(Function(), {"seconds": 0}) == ('"done"', False, "")
+    payload, errored, _ = runtime.invoke(Function(), {"seconds": 1.1})
+    assert errored
+    assert json.loads(payload)["errorType"] == "Sandbox.Timedout"
+
+
+def test_throttled_calls_are_refused_and_counted(clients):
+    from local.aws.faults import throttling
+
+    with throttling(1.0, "Scan") as injected, pytest.raises(ClientError) as error:
+        boto3.client("dynamodb", region_name=REGION, config=botocore.config.Config(
+            retries={"total_max_attempts": 1, "mode": "standard"})).scan(TableName="any")
+    assert error.value.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
+    assert injected["Scan"] == 1

@@ -20,7 +20,7 @@ from typing import Any
 import boto3
 from moto import mock_aws
 
-from . import fixes, runtime
+from . import emulation, faults, fixes, runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yml"
@@ -53,6 +53,8 @@ def install() -> None:
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
     fixes.apply()
+    emulation.apply()
+    faults.apply()
     runtime.apply()
     retrier_decl.time = RETRY_CLOCK  # type: ignore[assignment]
     # moto's ASL engine logs tracebacks of states that fail on purpose (Catch, Retry).

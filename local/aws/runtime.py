@@ -81,11 +81,17 @@ def _import(function: LambdaFunction) -> ModuleType:
 def invoke(function: LambdaFunction, event: Any) -> tuple[str, bool, str]:
     """moto's contract: (payload as JSON, whether the function errored, logs)."""
     entry = getattr(module_of(function), function.handler.rsplit(".", 1)[1])
+    context = Context(function)
     try:
-        result = entry(event, Context(function))
+        result = entry(event, context)
     except Exception as error:  # noqa: BLE001 - every error is the function's answer
         payload = {"errorType": type(error).__name__, "errorMessage": str(error),
                    "stackTrace": traceback.format_tb(error.__traceback__)}
+        return json.dumps(payload), True, ""
+    if context.get_remaining_time_in_millis() == 0:
+        # Lambda would have stopped the function at its Timeout; in-process we can only tell after.
+        payload = {"errorType": "Sandbox.Timedout",
+                   "errorMessage": f"Task timed out after {context.timeout:.2f} seconds"}
         return json.dumps(payload), True, ""
     return json.dumps(result), False, ""
 

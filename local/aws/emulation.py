@@ -1,0 +1,91 @@
+"""What AWS does that moto does not, emulated because step-worker depends on it. Unlike fixes.py,
+these are not moto defects: moto leaves them out. Applied once by `apply()`.
+
+- Read capacity: moto answers every Scan with ConsumedCapacity 1.0. DynamoDB sums the sizes of the
+  items a page read (before any filter), rounds up to 4 KB, and charges 0.5 unit per 4 KB for an
+  eventually consistent read, 1 for a strongly consistent one; a page that reads nothing is charged
+  as one 4 KB read. MaxReadUnits is enforced from these figures.
+- History quota: an execution whose history reaches HISTORY.limit events (25,000 on AWS) fails
+  with States.Runtime. moto keeps appending.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any
+
+from moto.dynamodb.models.table import Table
+from moto.dynamodb.responses import DynamoHandler
+from moto.stepfunctions.parser.api import ExecutionFailedEventDetails
+from moto.stepfunctions.parser.asl.eval.environment import Environment
+
+ORIGINAL: dict[str, Any] = {}
+_PAGE = threading.local()
+
+
+class History:
+    limit = 25_000
+
+
+HISTORY = History()
+
+
+def read_units(total_bytes: int, consistent: bool) -> float:
+    return max(1, math.ceil(total_bytes / 4096)) * (1.0 if consistent else 0.5)
+
+
+def _scan(self: Table, *args: Any, **kwargs: Any) -> Any:
+    """Measure the bytes a page read: the first `scanned` items of the segment after the start key."""
+    results, scanned, last_key = ORIGINAL["scan"](self, *args, **kwargs)
+    segments = kwargs.get("segments", (None, None))
+    start = kwargs.get("exclusive_start_key") if "exclusive_start_key" in kwargs else args[2]
+    read, skipping, size = 0, start is not None, 0
+    for item in self.all_items():
+        if read == scanned:
+            break
+        if not item.is_within_segment(segments):
+            continue
+        if skipping:
+            skipping = self._item_comes_before_dct(
+                item, start, [self.hash_key_attr], [self.range_key_attr], True)
+            if skipping:
+                continue
+        read += 1
+        size += item.size()
+    _PAGE.bytes = size
+    return results, scanned, last_key
+
+
+def _scan_response(self: DynamoHandler) -> Any:
+    _PAGE.bytes = None
+    result = ORIGINAL["scan_response"](self)
+    capacity = result.result.get("ConsumedCapacity")  # type: ignore[union-attr]
+    if capacity is not None and _PAGE.bytes is not None:
+        units = read_units(_PAGE.bytes, bool(self.body.get("ConsistentRead")))
+        capacity["CapacityUnits"] = units
+        if "Table" in capacity:
+            capacity["Table"]["CapacityUnits"] = units
+    return result
+
+
+def _is_running(self: Environment) -> bool:
+    running = ORIGINAL["is_running"](self)
+    if running and not self.is_frame() and \
+            len(self.event_manager._history_event_list) >= HISTORY.limit:
+        self.set_error(ExecutionFailedEventDetails(
+            error="States.Runtime",
+            cause=f"The execution reached the maximum number of history events ({HISTORY.limit})."))
+        return False
+    return running
+
+
+def apply() -> None:
+    if ORIGINAL:
+        return
+    ORIGINAL["scan"] = Table.scan
+    ORIGINAL["scan_response"] = DynamoHandler.scan
+    ORIGINAL["is_running"] = Environment.is_running
+    Table.scan = _scan
+    DynamoHandler.scan = _scan_response
+    Environment.is_running = _is_running
