@@ -14,7 +14,7 @@ AWS := $(BIN)/aws --region $(REGION)
 ACCOUNT = $(shell $(AWS) sts get-caller-identity --query Account --output text)
 BUCKET ?= $(PROJECT)-artifacts-$(ACCOUNT)-$(REGION)
 
-.PHONY: install build package deploy outputs delete test lint lint-template lint-security lint-python demo local fill watch stop machine clean
+.PHONY: install build package deploy outputs delete test lint lint-template lint-security lint-python demo local fill watch stop resume machine clean
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,7 @@ build: install
 	$(BIN)/python -m py_compile handler.py
 
 package: build
+	@test -n "$(ACCOUNT)" || (echo "no AWS account: set credentials, or AWS_ENDPOINT_URL for make local" && false)
 	$(AWS) s3api head-bucket --bucket $(BUCKET) 2>/dev/null || $(AWS) s3 mb s3://$(BUCKET)
 	$(AWS) cloudformation package --template-file template.yml --s3-bucket $(BUCKET) \
 	  --output-template-file packaged.yml
@@ -84,9 +85,13 @@ watch: install
 	AWS_DEFAULT_REGION=$(REGION) $(BIN)/python -m local.progress --stack $(STACK) $(if $(EXECUTION),--execution $(EXECUTION))
 
 stop: install
+	@test -n "$(EXECUTION)" || (echo "make stop EXECUTION=<the Puppeteer execution's ARN>" && false)
 	$(AWS) stepfunctions stop-execution --execution-arn $(EXECUTION) --cause "stopped with make stop"
-	@echo "Stopped. Every segment keeps its checkpoint: to resume, start the Puppeteer with the same"
-	@echo "input plus \"RunId\" (the execution's name, or the RunId it resumed) in its Configuration."
+	@echo "Stopped. Every segment keeps its checkpoint: make resume EXECUTION=$(EXECUTION)"
+
+resume: install
+	@test -n "$(EXECUTION)" || (echo "make resume EXECUTION=<a stopped or failed execution's ARN>" && false)
+	AWS_DEFAULT_REGION=$(REGION) $(BIN)/python -m local.progress --stack $(STACK) --resume --execution $(EXECUTION)
 
 # Redraws machine.png from template.yml (needs Graphviz's dot: installed with apt when missing).
 machine: install

@@ -4,9 +4,10 @@ One Lambda serves both state machines of template.yml; the state names the actio
 
   split       Puppeteer, first state.
               in:  {"action": "split", "Input": <the execution input>, "Execution": <$$.Execution.Name>}
-              out: {"Run": <Configuration, complete, with RunId>, "Launch": "...", "Segments": [2, 0, 3, 1]}
+              out: {"Run": <Configuration, complete, with RunId>, "Launch": "<execution name>",
+                    "Attempt": 1, "Segments": [2, 0, 3, 1]}
   scan-batch  Worker, in a loop.
-              in:  {"action": "scan-batch", "Job": {"Run": {...}, "Segment": 2, "Loops": 0}}
+              in:  {"action": "scan-batch", "Job": {"Run": {...}, "Segment": 2, "Attempt": 1, "Loops": 0}}
               out: the Job with "Loops" + 1, "Done", "Cursor" (the segment's LastEvaluatedKey) and
                    "HandOff" (this execution has looped enough: a fresh one takes over)
   finish      Puppeteer, last state.
@@ -79,6 +80,10 @@ class CheckpointConflict(Exception):
     """Another invocation moved this segment's checkpoint first; retrying resumes from it."""
 
 
+class Superseded(Exception):
+    """A later attempt of the same run (a resume) owns this segment now. Never retried."""
+
+
 class AccessDenied(Exception):
     """The function may not touch a table; the message says which. Never retried."""
 
@@ -125,23 +130,30 @@ def split(event: dict[str, Any], context: Any) -> dict[str, Any]:
         stored = load_run(config.run_id)
         check_resume(config, stored)
         done = {row.segment for row in load_segments(config.run_id) if row.done}
+        attempt = next_attempt(config.run_id)
     else:
         config = replace(config, run_id=launch)
         create_run(config)
-        done = set()
+        done, attempt = set(), 1
     todo = segments_to_do(config.segments, done, config.workers, config.run_id)
-    out = {"Run": config.to_json(), "Launch": launch, "Segments": todo}
+    out = {"Run": config.to_json(), "Launch": launch, "Attempt": attempt, "Segments": todo}
     check_state_size(out)
     LOG.info(json.dumps({"action": "split", "RunId": config.run_id, "Segments": len(todo)}))
     return out
 
 
 def scan_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Walk one segment from its checkpoint, page by page, until done or out of time."""
+    """Walk one segment from its checkpoint, page by page, until done or out of time.
+
+    The invocation first claims the segment for its attempt of the run: from then on, a Worker of
+    an earlier attempt that is still running (a stopped run's Lambda goes on until it returns) can
+    no longer write, so a resume repeats at most the one page that such a Worker had in hand."""
     job = event["Job"]
     config = run_config(job["Run"])
     segment = int(job["Segment"])
-    point = load_checkpoint(config.run_id, segment)
+    attempt = int(job.get("Attempt", 1))
+    claim(config.run_id, segment, attempt)
+    point = replace(load_checkpoint(config.run_id, segment), attempt=attempt)
     clock = Clock(context)
     pacer = Pacer(config.read_units_per_worker())
     while not point.done and clock.can_start_page():
@@ -464,6 +476,7 @@ class Checkpoint:
     read_units: float = 0.0
     error: str | None = None
     cause: str | None = None
+    attempt: int = 0
 
 
 def advance(point: Checkpoint, page: dict[str, Any], processed: int, skipped: int) -> Checkpoint:
@@ -609,6 +622,13 @@ def describe_table(name: str) -> dict[str, Any] | None:
         return dynamodb().describe_table(TableName=name)["Table"]
     except dynamodb().exceptions.ResourceNotFoundException:
         return None
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "AccessDeniedException":
+            raise
+        raise InvalidConfiguration(
+            f"Configuration.TableName {name!r}: this stack may not read that table; add its ARN to "
+            "the stack parameter AllowedTableArns (make deploy PARAMETERS=AllowedTableArns=...)"
+        ) from None
 
 
 def scan_request(config: RunConfig, segment: int, cursor: str | None) -> dict[str, Any]:
@@ -658,12 +678,34 @@ def create_run(config: RunConfig) -> None:
     dynamodb().put_item(
         TableName=CHECKPOINT_TABLE,
         Item={"RunId": {"S": str(config.run_id)}, "Segment": {"N": str(RUN_ROW)},
-              "Configuration": {"S": json.dumps(config.to_json())},
+              "Configuration": {"S": json.dumps(config.to_json())}, "Attempts": {"N": "1"},
               "StartedAt": {"N": repr(time.time())}, "ExpiresAt": {"N": str(_expires_at())}},
         # A retried Split finds its own row: the same run, not a clash.
         ConditionExpression="attribute_not_exists(RunId) OR #c = :c",
         ExpressionAttributeNames={"#c": "Configuration"},
         ExpressionAttributeValues={":c": {"S": json.dumps(config.to_json())}})
+
+
+def next_attempt(run_id: str | None) -> int:
+    """Number this launch of a resumed run: later attempts take segments over from earlier ones."""
+    answer = dynamodb().update_item(
+        TableName=CHECKPOINT_TABLE, Key={"RunId": {"S": str(run_id)}, "Segment": {"N": str(RUN_ROW)}},
+        UpdateExpression="ADD Attempts :one", ExpressionAttributeValues={":one": {"N": "1"}},
+        ReturnValues="UPDATED_NEW")
+    return int(answer["Attributes"]["Attempts"]["N"])
+
+
+def claim(run_id: str | None, segment: int, attempt: int) -> None:
+    try:
+        dynamodb().update_item(
+            TableName=CHECKPOINT_TABLE,
+            Key={"RunId": {"S": str(run_id)}, "Segment": {"N": str(segment)}},
+            UpdateExpression="SET Attempt = :a",
+            ConditionExpression="attribute_not_exists(Attempt) OR Attempt <= :a",
+            ExpressionAttributeValues={":a": {"N": str(attempt)}})
+    except dynamodb().exceptions.ConditionalCheckFailedException:
+        raise Superseded(f"segment {segment} of run {run_id} belongs to a later attempt than "
+                         f"{attempt}: another launch resumed this run") from None
 
 
 def load_run(run_id: str | None) -> StoredRun | None:
@@ -687,7 +729,7 @@ def _checkpoint_of(item: dict[str, Any]) -> Checkpoint:
         done=item.get("Done", {}).get("BOOL", False), pages=int(number("Pages")),
         scanned=int(number("Scanned")), processed=int(number("Processed")),
         skipped=int(number("Skipped")), read_units=number("ReadUnits"),
-        error=text("Error"), cause=text("Cause"))
+        error=text("Error"), cause=text("Cause"), attempt=int(number("Attempt")))
 
 
 def load_checkpoint(run_id: str | None, segment: int) -> Checkpoint:
@@ -709,24 +751,28 @@ def load_segments(run_id: str | None) -> list[Checkpoint]:
 
 
 def save_checkpoint(before: Checkpoint, after: Checkpoint) -> Checkpoint:
-    """Write `after` only if the row still says `before`: a checkpoint never moves backwards,
-    and of two invocations on one segment only one advances it."""
+    """Write `after` only if the row still says `before` and still belongs to this attempt: a
+    checkpoint never moves backwards, and of two invocations on one segment only one advances it."""
     item: dict[str, Any] = {
         "RunId": {"S": after.run_id}, "Segment": {"N": str(after.segment)},
         "Done": {"BOOL": after.done}, "Pages": {"N": str(after.pages)},
         "Scanned": {"N": str(after.scanned)}, "Processed": {"N": str(after.processed)},
         "Skipped": {"N": str(after.skipped)}, "ReadUnits": {"N": repr(after.read_units)},
         "UpdatedAt": {"S": datetime.now(UTC).isoformat(timespec="seconds")},
-        "ExpiresAt": {"N": str(_expires_at())},
+        "ExpiresAt": {"N": str(_expires_at())}, "Attempt": {"N": str(after.attempt)},
     }
     if after.cursor:
         item["Cursor"] = {"S": after.cursor}
     try:
         dynamodb().put_item(
             TableName=CHECKPOINT_TABLE, Item=item,
-            ConditionExpression="attribute_not_exists(Pages) OR Pages = :pages",
-            ExpressionAttributeValues={":pages": {"N": str(before.pages)}})
+            ConditionExpression="(attribute_not_exists(Pages) OR Pages = :pages) AND Attempt = :a",
+            ExpressionAttributeValues={":pages": {"N": str(before.pages)},
+                                       ":a": {"N": str(after.attempt)}})
     except dynamodb().exceptions.ConditionalCheckFailedException:
+        if load_checkpoint(after.run_id, after.segment).attempt > after.attempt:
+            raise Superseded(f"segment {after.segment} of run {after.run_id} was taken over by "
+                             "a later attempt; its page is left to it") from None
         raise CheckpointConflict(
             f"segment {after.segment} of run {after.run_id} moved past page {before.pages} "
             "in another invocation; retrying resumes from its checkpoint") from None

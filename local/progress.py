@@ -3,8 +3,10 @@ item count, rate and time left, segments done/running/failed, and the summary at
 only AWS APIs, so it works the same against AWS and the embedded AWS.
 
     python -m local.progress [--execution ARN] [--stack step-worker-stable]   (make watch)
+    python -m local.progress --resume --execution ARN                          (make resume)
 
-Without --execution it follows the Puppeteer's newest execution.
+Without --execution it follows the Puppeteer's newest execution. --resume first starts the
+Puppeteer again with the run's input and RunId, which continues a stopped or failed run.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+from botocore.exceptions import ParamValidationError
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
@@ -30,6 +34,7 @@ class Snapshot:
     """What is known of a run at one moment."""
 
     status: str
+    execution_arn: str
     run_id: str
     table: str
     segments: int  # of the run; 0 until Split has run
@@ -45,6 +50,13 @@ class Snapshot:
     @property
     def running(self) -> int:
         return self.started - self.done - self.failed
+
+
+def resume_input(execution: dict[str, Any]) -> dict[str, Any]:
+    """The input that continues a stopped or failed run: its own input, with its RunId."""
+    document = json.loads(execution.get("input") or "{}")
+    return {"Comment": f"Resume run {run_id_of(execution)}",
+            "Configuration": {**document["Configuration"], "RunId": run_id_of(execution)}}
 
 
 def run_id_of(execution: dict[str, Any]) -> str:
@@ -68,10 +80,13 @@ def snapshot(sfn: Any, dynamodb: Any, execution_arn: str, checkpoint_table: str)
     config = json.loads(run["Configuration"]["S"]) if run else {}
     segments = [r for r in rows if r["Segment"]["N"] != "-1"]
     table = config.get("TableName", "")
-    estimated = dynamodb.describe_table(TableName=table)["Table"].get("ItemCount", 0) if table else 0
+    try:
+        estimated = dynamodb.describe_table(TableName=table)["Table"].get("ItemCount", 0)
+    except (ParamValidationError, dynamodb.exceptions.ClientError):
+        estimated = 0  # no table yet (Split failed), no longer, or not ours to describe
     output = json.loads(execution["output"]) if execution.get("output") else None
     return Snapshot(
-        status=execution["status"], run_id=run_id, table=table,
+        status=execution["status"], execution_arn=execution_arn, run_id=run_id, table=table,
         segments=int(config.get("Segments", 0)), estimated_items=int(estimated),
         scanned=sum(int(r.get("Scanned", {}).get("N", 0)) for r in segments),
         done=sum(1 for r in segments if r.get("Done", {}).get("BOOL")),
@@ -97,11 +112,37 @@ def summary_table(output: dict[str, Any]) -> Table:
     return table
 
 
+def failure(error: str | None, cause: str | None) -> tuple[str, Any]:
+    """An execution's error and cause as a person wants them: the Lambda's own message, not its
+    stack trace; for WorkersFailed, the failed segments and their causes."""
+    try:
+        payload = json.loads(cause or "")
+    except ValueError:
+        return error or "", cause or ""
+    if isinstance(payload, dict) and "errorMessage" in payload:
+        error, cause = payload.get("errorType", error), payload["errorMessage"]
+        try:
+            payload = json.loads(cause)
+        except ValueError:
+            return error or "", cause
+    if isinstance(payload, dict) and "FailedSegments" in payload:
+        table = Table("Segment", "Error", "Cause", title=f"{payload['FailedSegmentCount']} failed")
+        for failed in payload["FailedSegments"]:
+            table.add_row(str(failed["Segment"]), escape(failed["Error"]), escape(failed["Cause"]))
+        return error or "", table
+    return error or "", cause or ""
+
+
 def ending(s: Snapshot) -> Any:
     """What to show once the run has ended."""
     if s.status == "SUCCEEDED" and s.output:
         return summary_table(s.output)
-    return Group(f"[red]{s.status}[/red] {s.error or ''}", s.cause or "")
+    error, cause = failure(s.error, s.cause)
+    lines: list[Any] = [f"[red]{s.status}[/red] {escape(error)}",
+                        escape(cause) if isinstance(cause, str) else cause]
+    if s.run_id and s.segments:
+        lines.append(f"Resume it with: make resume EXECUTION={s.execution_arn}")
+    return Group(*lines)
 
 
 def view(s: Snapshot, rate: float | None) -> Group:
@@ -149,6 +190,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--execution", default="", help="a Puppeteer execution ARN (default: newest)")
     parser.add_argument("--stack", default="step-worker-stable")
+    parser.add_argument("--resume", action="store_true",
+                        help="start the Puppeteer again to continue that run, and watch it")
     args = parser.parse_args()
     outputs = {o["OutputKey"]: o["OutputValue"] for o in boto3.client("cloudformation")
                .describe_stacks(StackName=args.stack)["Stacks"][0]["Outputs"]}
@@ -160,6 +203,11 @@ def main() -> int:
             print("The Puppeteer has no executions yet.", file=sys.stderr)
             return 1
         execution = max(runs, key=lambda e: e["startDate"])["executionArn"]
+    if args.resume:
+        document = resume_input(sfn.describe_execution(executionArn=execution))
+        print(f"Resuming with {json.dumps(document)}", flush=True)
+        execution = sfn.start_execution(stateMachineArn=outputs["Puppeteer"],
+                                        input=json.dumps(document))["executionArn"]
     s = watch(sfn, dynamodb, execution, outputs["CheckpointTable"])
     return 0 if s.status == "SUCCEEDED" else 1
 

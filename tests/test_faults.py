@@ -90,3 +90,36 @@ def test_a_crash_after_processing_repeats_only_that_page(
     segments_with_a_third_page = len(crashed)
     assert len(repeated) <= 5 * segments_with_a_third_page  # at most the crashed page, per segment
     assert repeated, "the crash should have repeated the interrupted page"
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_run_aborted_at_a_random_moment_resumes_losing_nothing(stack, clients, spy, seed):
+    import json
+    import random
+    import time
+
+    table, keys = make_table(clients.dynamodb, "S", count=120)
+    batch, workers = 5, 3
+    document = seed_input(table, "id", Workers=workers, BatchSize=batch, MaxReadUnits=12)
+    arn = clients.sfn.start_execution(stateMachineArn=stack["Puppeteer"],
+                                      input=json.dumps(document))["executionArn"]
+    time.sleep(random.Random(seed).uniform(0.5, 3.0))
+    clients.sfn.stop_execution(executionArn=arn)
+    launch = arn.rsplit(":", 1)[1]
+    deadline = time.monotonic() + 30
+    while any(e["status"] == "RUNNING" for e in clients.sfn.list_executions(
+            stateMachineArn=stack["Worker"])["executions"] if e["name"].startswith(launch)):
+        assert time.monotonic() < deadline, "the stopped run's Workers did not stop"
+        time.sleep(0.1)
+    seen_before = sum(spy.values())
+
+    resumed = run(clients.sfn, stack["Puppeteer"], {**document, "Configuration": {
+        **document["Configuration"], "RunId": launch, "MaxReadUnits": 1000}})
+
+    assert resumed["status"] == "SUCCEEDED", resumed.get("cause")
+    assert resumed["output"]["Summary"]["Scanned"] == 120
+    assert set(spy) == keys  # none lost
+    repeated = [key for key, times in spy.items() if times > 1]
+    assert all(spy[key] == 2 for key in repeated)
+    assert len(repeated) <= batch * workers  # at most the page in hand, per interrupted segment
+    assert 0 < seen_before < 120 or not repeated

@@ -16,18 +16,18 @@ MARKER = "<!-- test: local-endpoint"
 
 
 # The README's operations: stop a run (slowed by MaxReadUnits so that it is still running), resume it
-# with its RunId, follow it with make watch, then delete the stack.
+# with make resume (which watches it to its end), then delete the stack.
 STOP_RESUME_DELETE = r"""
 puppeteer=arn:aws:states:eu-west-1:123456789012:stateMachine:step-worker-puppeteer-stable
-config='"TableName": "step-worker-url-stable", "TableHash": "url", "Workers": 4, "BatchSize": 250'
-arn=$(aws stepfunctions start-execution --state-machine-arn $puppeteer \
-  --input "{\"Configuration\": {$config, \"MaxReadUnits\": 8}}" --query executionArn --output text)
+arn=$(aws stepfunctions start-execution --state-machine-arn $puppeteer --input '{"Configuration":
+  {"TableName": "step-worker-url-stable", "TableHash": "url", "Workers": 4, "BatchSize": 250,
+   "MaxReadUnits": 8}}' --query executionArn --output text)
 sleep 2
 make stop EXECUTION=$arn
-resumed=$(aws stepfunctions start-execution --state-machine-arn $puppeteer \
-  --input "{\"Configuration\": {$config, \"RunId\": \"${arn##*:}\"}}" --query executionArn --output text)
-make watch EXECUTION=$resumed > /dev/null
+make resume EXECUTION=$arn > /dev/null
 echo "stopped=$(aws stepfunctions describe-execution --execution-arn $arn --query status --output text)"
+resumed=$(aws stepfunctions list-executions --state-machine-arn $puppeteer \
+  --query 'max_by(executions, &startDate).executionArn' --output text)
 echo "resumed=$(aws stepfunctions describe-execution --execution-arn $resumed --query output --output text)"
 make delete > /dev/null
 echo "stacks=$(aws cloudformation list-stacks --stack-status-filter CREATE_COMPLETE UPDATE_COMPLETE \

@@ -25,7 +25,7 @@ def render(renderable) -> str:
 
 
 def test_a_run_in_progress_shows_items_rate_time_left_and_segments():
-    s = progress.Snapshot(status="RUNNING", run_id="run-7", table="urls", segments=8,
+    s = progress.Snapshot(status="RUNNING", execution_arn="arn:x", run_id="run-7", table="urls", segments=8,
                           estimated_items=10_000, scanned=2_500, done=2, failed=1, started=5)
     text = render(progress.view(s, rate=500.0))
     assert "Run run-7 of urls: RUNNING" in text
@@ -54,8 +54,34 @@ def test_the_view_of_a_real_run_in_progress(stack, clients):
     assert ended["status"] == "SUCCEEDED"
 
 
+def test_a_workers_failed_cause_shows_segments_not_a_stack_trace():
+    message = {"RunId": "r", "FailedSegments": [{"Segment": 3, "Error": "ValueError",
+                                                 "Cause": "bad [item] 7"}],
+               "FailedSegmentCount": 1, "ResumeInput": {}, "Summary": {}}
+    cause = json.dumps({"errorType": "WorkersFailed", "errorMessage": json.dumps(message),
+                        "stackTrace": ["  File handler.py"]})
+    s = progress.Snapshot(status="FAILED", execution_arn="arn:run", run_id="r", table="t",
+                          segments=4, estimated_items=10, scanned=7, done=3, failed=1, started=4,
+                          error="WorkersFailed", cause=cause)
+    text = render(progress.ending(s))
+    assert "FAILED WorkersFailed" in text and "1 failed" in text
+    assert "ValueError" in text and "bad [item] 7" in text  # markup-like text kept as it is
+    assert "stackTrace" not in text and "handler.py" not in text
+    assert "make resume EXECUTION=arn:run" in text
+
+
+def test_the_resume_input_is_the_run_input_with_its_run_id():
+    execution = {"name": "abc", "input": json.dumps(
+        {"Comment": "x", "Configuration": {"TableName": "t", "TableHash": "id", "Workers": 2,
+                                           "BatchSize": 5}})}
+    assert progress.resume_input(execution)["Configuration"] == {
+        "TableName": "t", "TableHash": "id", "Workers": 2, "BatchSize": 5, "RunId": "abc"}
+    again = {"name": "def", "input": json.dumps(progress.resume_input(execution))}
+    assert progress.resume_input(again)["Configuration"]["RunId"] == "abc"
+
+
 def test_an_estimate_below_the_items_already_scanned_grows():
-    s = progress.Snapshot(status="RUNNING", run_id="r", table="t", segments=1,
+    s = progress.Snapshot(status="RUNNING", execution_arn="arn:x", run_id="r", table="t", segments=1,
                           estimated_items=0, scanned=42, done=0, failed=0, started=1)
     assert "42 of ~42 items" in render(progress.view(s, rate=None))
 

@@ -7,18 +7,25 @@ these are not moto defects: moto leaves them out. Applied once by `apply()`.
   as one 4 KB read. MaxReadUnits is enforced from these figures.
 - History quota: an execution whose history reaches HISTORY.limit events (25,000 on AWS) fails
   with States.Runtime. moto keeps appending.
+- Stopping a parent stops its `startExecution.sync` children, as Step Functions does (that is why
+  the parent's role needs states:StopExecution). moto leaves them running.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+import time
 from typing import Any
 
 from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler
 from moto.stepfunctions.parser.api import ExecutionFailedEventDetails
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (  # noqa: E501
+    StateTaskServiceSfn,
+)
 from moto.stepfunctions.parser.asl.eval.environment import Environment
+from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
 
 ORIGINAL: dict[str, Any] = {}
 _PAGE = threading.local()
@@ -80,6 +87,26 @@ def _is_running(self: Environment) -> bool:
     return running
 
 
+def _stop_child_with_parent(env: Environment, region: str, execution_arn: str) -> None:
+    sfn = boto_client_for(region=region, service="stepfunctions")
+    while sfn.describe_execution(executionArn=execution_arn)["status"] == "RUNNING":
+        if not env.is_running():
+            sfn.stop_execution(executionArn=execution_arn, error="States.Aborted",
+                               cause="The parent execution was stopped.")
+            return
+        time.sleep(0.1)
+
+
+def _sync_resolver(name: str) -> Any:
+    def build(self: StateTaskServiceSfn, env: Environment, resource_runtime_part: Any,
+              *args: Any, **kwargs: Any) -> Any:
+        execution_arn = env.stack[-1]["ExecutionArn"]  # the original pops it
+        threading.Thread(target=_stop_child_with_parent, daemon=True,
+                         args=(env, resource_runtime_part.region, execution_arn)).start()
+        return ORIGINAL[name](self, env, resource_runtime_part, *args, **kwargs)
+    return build
+
+
 def apply() -> None:
     if ORIGINAL:
         return
@@ -89,3 +116,6 @@ def apply() -> None:
     Table.scan = _scan
     DynamoHandler.scan = _scan_response
     Environment.is_running = _is_running
+    for name in ("_build_sync_resolver", "_build_sync2_resolver"):
+        ORIGINAL[name] = getattr(StateTaskServiceSfn, name)
+        setattr(StateTaskServiceSfn, name, _sync_resolver(name))
