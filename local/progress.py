@@ -21,8 +21,8 @@ from typing import Any
 import boto3
 from botocore.exceptions import ParamValidationError
 from rich.console import Console, Group
-from rich.markup import escape
 from rich.live import Live
+from rich.markup import escape
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
