@@ -14,7 +14,7 @@ AWS := $(BIN)/aws --region $(REGION)
 ACCOUNT = $(shell $(AWS) sts get-caller-identity --query Account --output text)
 BUCKET ?= $(PROJECT)-artifacts-$(ACCOUNT)-$(REGION)
 
-.PHONY: install build package deploy outputs delete test lint lint-template lint-security lint-python demo local fill watch stop resume machine clean
+.PHONY: install build package deploy outputs delete test lint lint-template lint-security lint-python demo bench local fill watch stop resume machine clean
 
 install: $(VENV)/.installed
 
@@ -69,6 +69,10 @@ lint-python: install
 
 demo: install
 	$(BIN)/python -m local.demo
+
+# Measurements on the embedded AWS, printed side by side (never asserted by tests).
+bench: install
+	$(BIN)/python -m local.bench
 
 # The embedded AWS as a server on 127.0.0.1:$(PORT), for the commands above with AWS_ENDPOINT_URL set.
 PORT ?= 5000

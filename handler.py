@@ -165,7 +165,7 @@ def scan_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
         LOG.info(json.dumps({"RunId": config.run_id, "Segment": segment, "Pages": point.pages,
                              "Scanned": point.scanned, "Done": point.done}))
         if not point.done:
-            clock.sleep(pacer.delay(units_of(page)))
+            clock.sleep(pacer.delay(units_of(page), started))
     loops = int(job.get("Loops", 0)) + 1
     return {**job, "Loops": loops, "Done": point.done, "Cursor": point.cursor,
             "HandOff": not point.done and loops >= LOOPS_PER_EXECUTION}
@@ -579,19 +579,20 @@ class Clock:
 
 
 class Pacer:
-    """Keeps one Worker's read rate at or below its share of MaxReadUnits (a token bucket that
-    may go into debt by one page: each page's units are paid for before the next page starts)."""
+    """Keeps one Worker's read rate at or below its share of MaxReadUnits: a token bucket that may
+    go into debt by one page. A page's units buy `units / rate` seconds from the moment the page
+    started (its Scan and processing count toward that time); the next page waits until then.
+    Idle time is not saved up: a Worker never bursts beyond one page."""
 
     def __init__(self, units_per_second: float | None) -> None:
         self.rate = units_per_second
         self.free_at = time.monotonic()
 
-    def delay(self, units: float) -> float:
+    def delay(self, units: float, started: float) -> float:
         if not self.rate:
             return 0.0
-        now = time.monotonic()
-        self.free_at = max(self.free_at, now) + units / self.rate
-        return max(0.0, self.free_at - now)
+        self.free_at = max(self.free_at, started) + units / self.rate
+        return max(0.0, self.free_at - time.monotonic())
 
 
 # -- processing -----------------------------------------------------------------------------------

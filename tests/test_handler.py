@@ -211,12 +211,13 @@ def test_the_pacer_keeps_the_read_rate(monkeypatch):
     now = [100.0]
     monkeypatch.setattr(handler.time, "monotonic", lambda: now[0])
     pacer = handler.Pacer(units_per_second=10)
-    assert pacer.delay(5) == 0.5  # 5 units at 10/s take half a second
-    now[0] += 0.5
-    assert pacer.delay(20) == 2.0
-    now[0] += 10  # idle time is not saved up beyond one page
-    assert pacer.delay(10) == 1.0
-    assert handler.Pacer(None).delay(1000) == 0.0
+    now[0] = 100.2  # a page of 5 units, started at 100.0, took 0.2 s
+    assert pacer.delay(5, started=100.0) == pytest.approx(0.3)  # its half second counts from its start
+    now[0] = 100.5 + 0.4  # the next page started on time, at 100.5, and took 0.4 s
+    assert pacer.delay(20, started=100.5) == pytest.approx(1.6)  # 20 units buy 2 s from 100.5
+    now[0] = 120.0  # idle time is not saved up beyond one page
+    assert pacer.delay(10, started=119.9) == pytest.approx(0.9)
+    assert handler.Pacer(None).delay(1000, started=0) == 0.0
 
 
 class FakeContext:

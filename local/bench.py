@@ -1,0 +1,88 @@
+"""`make bench`: measurements on the embedded AWS, printed side by side. Never asserted in tests:
+these machines are shared and noisy, so a benchmark reports and a person judges.
+
+  budget   MaxReadUnits against the read units per second a run really consumed (DynamoDB's
+           figures, as the embedded AWS reports them), over the Workers' phase of the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from datetime import datetime
+from typing import Any
+
+import boto3
+
+from local.aws import REGION, deploy, embedded
+
+
+def fill(dynamodb: Any, table: str, count: int, size: int) -> None:
+    dynamodb.create_table(
+        TableName=table, BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "url", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "url", "KeyType": "HASH"}])
+    for start in range(0, count, 25):
+        dynamodb.batch_write_item(RequestItems={table: [
+            {"PutRequest": {"Item": {"url": {"S": f"https://example.com/{i}"},
+                                     "body": {"S": "x" * size}}}}
+            for i in range(start, min(start + 25, count))]})
+
+
+def run(sfn: Any, puppeteer: str, configuration: dict[str, Any]) -> dict[str, Any]:
+    arn = sfn.start_execution(stateMachineArn=puppeteer, input=json.dumps(
+        {"Configuration": configuration}))["executionArn"]
+    while (found := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+        time.sleep(0.2)
+    assert found["status"] == "SUCCEEDED", found.get("cause")
+    return found
+
+
+def workers_phase(sfn: Any, execution_arn: str) -> float:
+    """Seconds from the Map state's start to its end, from the execution's history."""
+    events = sfn.get_execution_history(executionArn=execution_arn)["events"]
+
+    def at(kind: str) -> datetime:
+        return next(e["timestamp"] for e in events if e["type"] == kind)
+
+    return (at("MapStateExited") - at("MapStateEntered")).total_seconds()
+
+
+def budget(sfn: Any, dynamodb: Any, stack: dict[str, str], repeats: int) -> list[str]:
+    table, budget_units = "bench-budget", 20.0
+    fill(dynamodb, table, count=4000, size=1000)
+    ratios = []
+    for _ in range(repeats):
+        found = run(sfn, stack["Puppeteer"], {
+            "TableName": table, "TableHash": "url", "Workers": 4, "BatchSize": 25,
+            "MaxReadUnits": budget_units})
+        units = json.loads(found["output"])["Summary"]["ConsumedReadUnits"]
+        ratios.append(units / workers_phase(sfn, found["executionArn"]) / budget_units)
+    return [f"budget   MaxReadUnits {budget_units:.0f}/s, 4,000 items of 1 KB, Workers 4, "
+            f"BatchSize 25: consumed/budget = {statistics.median(ratios):.3f} "
+            f"(min {min(ratios):.3f}, max {max(ratios):.3f}, {repeats} runs; target 0.90-1.10)"]
+
+
+BENCHMARKS = {"budget": budget}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", default=list(BENCHMARKS), choices=list(BENCHMARKS))
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    with embedded():
+        stack = deploy()
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        for name in args.names:
+            for line in BENCHMARKS[name](sfn, dynamodb, stack, args.repeats):
+                print(line, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
