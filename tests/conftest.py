@@ -115,3 +115,24 @@ def seed_input(table: str, hash_key: str, **more: Any) -> dict[str, Any]:
     return {"Comment": "Run State Machine Workers",
             "Configuration": {"TableName": table, "TableHash": hash_key, "Workers": 4,
                               "BatchSize": 250, **more}}
+
+
+FAULT_FIGURES: Counter = Counter()  # filled by the fault-injection tests, printed at the end
+
+
+@pytest.fixture
+def figures() -> Counter:
+    return FAULT_FIGURES
+
+
+def record_run(figures: Counter, spy: Counter, keys: set, faults: int) -> None:
+    figures["runs"] += 1
+    figures["faults injected"] += faults
+    figures["items lost"] += len(keys - set(spy))
+    figures["items processed twice"] += sum(1 for times in spy.values() if times > 1)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if FAULT_FIGURES:
+        terminalreporter.write_line("fault injection: " + ", ".join(
+            f"{name} {value:g}" for name, value in sorted(FAULT_FIGURES.items())))

@@ -10,7 +10,7 @@ import pytest
 
 from local.aws import RETRY_CLOCK, function_module
 from local.aws.faults import throttling
-from tests.conftest import make_table, run, seed_input
+from tests.conftest import make_table, record_run, run, seed_input
 
 
 @pytest.fixture
@@ -18,7 +18,7 @@ def fast_retries(monkeypatch):
     monkeypatch.setattr(RETRY_CLOCK, "scale", 0.001)
 
 
-def test_throttled_scans_and_checkpoints_lose_and_repeat_nothing(stack, clients, spy):
+def test_throttled_scans_and_checkpoints_lose_and_repeat_nothing(stack, clients, spy, figures):
     table, keys = make_table(clients.dynamodb, "N+S", count=150)
 
     with throttling(0.2, "Scan", "PutItem", "GetItem") as injected:
@@ -27,6 +27,7 @@ def test_throttled_scans_and_checkpoints_lose_and_repeat_nothing(stack, clients,
 
     assert found["status"] == "SUCCEEDED", found.get("cause")
     assert injected["Scan"] >= 1 and injected["PutItem"] >= 1  # faults were met, and absorbed
+    record_run(figures, spy, keys, sum(injected.values()))
     assert spy == Counter({key: 1 for key in keys})
     assert found["output"]["Summary"]["Scanned"] == 150
 
@@ -48,7 +49,7 @@ def crash_once_per_segment(module, monkeypatch, name, after_page):
 
 
 def test_a_crash_before_a_page_is_processed_repeats_nothing(
-        stack, clients, spy, monkeypatch, fast_retries):
+        stack, clients, spy, monkeypatch, fast_retries, figures):
     module = function_module(stack["Function"])
     table, keys = make_table(clients.dynamodb, "S", count=60)
     # Crash on the first call for three pages, before the real processing (and the spy) sees them.
@@ -67,6 +68,7 @@ def test_a_crash_before_a_page_is_processed_repeats_nothing(
     found = run(clients.sfn, stack["Puppeteer"], seed_input(table, "id", Workers=3, BatchSize=7))
 
     assert found["status"] == "SUCCEEDED", found.get("cause")
+    record_run(figures, spy, keys, len(crashed))
     assert len(crashed) == 3
     assert found["output"]["Summary"]["Scanned"] == 60
     # The crash came before the spy saw the items (the spy wraps the real processing, inside).
@@ -74,7 +76,7 @@ def test_a_crash_before_a_page_is_processed_repeats_nothing(
 
 
 def test_a_crash_after_processing_repeats_only_that_page(
-        stack, clients, spy, monkeypatch, fast_retries):
+        stack, clients, spy, monkeypatch, fast_retries, figures):
     module = function_module(stack["Function"])
     crashed = crash_once_per_segment(module, monkeypatch, "save_checkpoint", after_page=2)
     table, keys = make_table(clients.dynamodb, "S", count=80)
@@ -82,6 +84,7 @@ def test_a_crash_after_processing_repeats_only_that_page(
     found = run(clients.sfn, stack["Puppeteer"], seed_input(table, "id", Workers=4, BatchSize=5))
 
     assert found["status"] == "SUCCEEDED", found.get("cause")
+    record_run(figures, spy, keys, len(crashed))
     summary = found["output"]["Summary"]
     assert (summary["Scanned"], summary["Processed"]) == (80, 80)  # checkpoints count each once
     assert set(spy) == keys  # none lost
@@ -93,7 +96,7 @@ def test_a_crash_after_processing_repeats_only_that_page(
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-def test_a_run_aborted_at_a_random_moment_resumes_losing_nothing(stack, clients, spy, seed):
+def test_a_run_aborted_at_a_random_moment_resumes_losing_nothing(stack, clients, spy, seed, figures):
     import json
     import random
     import time
@@ -116,6 +119,7 @@ def test_a_run_aborted_at_a_random_moment_resumes_losing_nothing(stack, clients,
     resumed = run(clients.sfn, stack["Puppeteer"], {**document, "Configuration": {
         **document["Configuration"], "RunId": launch, "MaxReadUnits": 1000}})
 
+    record_run(figures, spy, keys, 1)
     assert resumed["status"] == "SUCCEEDED", resumed.get("cause")
     assert resumed["output"]["Summary"]["Scanned"] == 120
     assert set(spy) == keys  # none lost
