@@ -34,6 +34,7 @@ import random
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -61,8 +62,18 @@ RUN_ROW = -1  # the Segment number of a run's own row in the checkpoint table
 MIN_MARGIN_MS = 3_000  # never start a page with less time left than this
 SKEW_WARNING = 2.0  # warn when the busiest segment holds this many times the mean
 
-PROCESS_TYPES = ("Count",)
+PROCESS_FIELDS = {  # Process.Type → (required fields, optional fields)
+    "Count": ((), ()),
+    "Update": (("UpdateExpression",),
+               ("ConditionExpression", "ExpressionAttributeNames", "ExpressionAttributeValues")),
+    "Copy": (("TargetTable",), ()),
+    "Invoke": (("FunctionName",), ()),
+}
+UPDATE_THREADS = 8  # UpdateItem calls in flight at once
+COPY_BATCH = 25  # BatchWriteItem's limit
+INVOKE_PAYLOAD_BYTES = 5_000_000  # under Lambda's 6 MB request limit, with room for the envelope
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+_FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
 
@@ -82,6 +93,14 @@ class CheckpointConflict(Exception):
 
 class Superseded(Exception):
     """A later attempt of the same run (a resume) owns this segment now. Never retried."""
+
+
+class InvokeFailed(Exception):
+    """The user's function answered with an error; the batch is retried from its checkpoint."""
+
+
+class CopyIncomplete(Exception):
+    """BatchWriteItem kept items unprocessed until time ran out; the batch is retried."""
 
 
 class AccessDenied(Exception):
@@ -122,9 +141,12 @@ def permanent_message(code: str, message: str) -> str:
 def split(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Validate the run, create or load its checkpoints, return the segments still to do."""
     config = parse_input(event.get("Input"))
-    check_table(config, describe_table(config.table_name))
+    table = describe_table(config.table_name)
+    check_table(config, table)
     if config.has_expressions():
         check_expressions(config)
+    config = replace(config, table_range=sort_key_of(table))
+    check_process(config, table)
     launch = launch_name(str(event.get("Execution") or new_id()))
     if config.run_id:
         stored = load_run(config.run_id)
@@ -177,6 +199,8 @@ def finish(event: dict[str, Any], context: Any) -> dict[str, Any]:
     started = load_run(config.run_id).started_at
     rows = load_segments(config.run_id)
     summary = summarize(rows, config.segments, seconds=time.time() - started)
+    if config.dry_run:
+        summary.update(dry_run_estimate(config, summary))
     failed = failed_segments(rows, config.segments)
     if failed:
         raise WorkersFailed(failure_message(config, summary, failed))
@@ -210,6 +234,13 @@ class RunConfig:
     max_read_units: float | None = None
     dry_run: bool = False
     run_id: str | None = None
+    table_range: str | None = None
+
+    @property
+    def key_names(self) -> tuple[str, ...]:
+        """The table's key attributes: TableHash and, for a composite key, the sort key that
+        split read from the table (kept in the run as TableRange)."""
+        return (self.table_hash, self.table_range) if self.table_range else (self.table_hash,)
 
     def has_expressions(self) -> bool:
         return bool(self.filter_expression or self.projection_expression)
@@ -291,15 +322,32 @@ def _values(name: str, value: Any) -> dict[str, Any]:
 
 
 def _process(name: str, value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict) or value.get("Type") not in PROCESS_TYPES:
-        kind = value.get("Type") if isinstance(value, dict) else value
+    kind = value.get("Type") if isinstance(value, dict) else value
+    if not isinstance(value, dict) or kind not in PROCESS_FIELDS:
         raise InvalidConfiguration(
-            f"Configuration.{name}.Type is {kind!r}; this version supports {list(PROCESS_TYPES)} "
+            f"Configuration.{name}.Type is {kind!r}; use one of {list(PROCESS_FIELDS)} "
             "(leave Process out to count items)")
-    extra = set(value) - {"Type"}
+    required, optional = PROCESS_FIELDS[kind]
+    extra = set(value) - {"Type", *required, *optional}
     if extra:
         raise InvalidConfiguration(
-            f"Configuration.{name} has unknown fields {sorted(extra)} for Type {value['Type']}; remove them")
+            f"Configuration.{name} has unknown fields {sorted(extra)} for Type {kind}; "
+            f"it takes {sorted({*required, *optional})}")
+    for field_name in required:
+        if field_name not in value:
+            raise InvalidConfiguration(f"Configuration.{name}.{field_name} is missing; "
+                                       f"Type {kind} needs it")
+    checks: dict[str, Callable[[str, Any], Any]] = {
+        "UpdateExpression": _expression, "ConditionExpression": _expression,
+        "ExpressionAttributeNames": _names, "ExpressionAttributeValues": _values,
+        "TargetTable": _required_str(_TABLE_NAME, "use the name of a table in this account and "
+                                                  "region (not an ARN)"),
+        "FunctionName": _required_str(_FUNCTION_NAME, "use the name of a function in this "
+                                                      "account and region (not an ARN)"),
+    }
+    for field_name, field_value in value.items():
+        if field_name != "Type":
+            checks[field_name](f"{name}.{field_name}", field_value)
     return value
 
 
@@ -309,7 +357,7 @@ _FIELDS = {  # Configuration key → RunConfig attribute
     "FilterExpression": "filter_expression", "ProjectionExpression": "projection_expression",
     "ExpressionAttributeNames": "names", "ExpressionAttributeValues": "values",
     "ConsistentRead": "consistent_read", "MaxReadUnits": "max_read_units",
-    "DryRun": "dry_run", "RunId": "run_id",
+    "DryRun": "dry_run", "RunId": "run_id", "TableRange": "table_range",
 }
 _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "TableName": _required_str(_TABLE_NAME, "use the name of a table in this account and region "
@@ -326,6 +374,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "ConsistentRead": _boolean,
     "MaxReadUnits": _positive_number,
     "DryRun": _boolean,
+    "TableRange": _required_str(None, "leave it out: the run reads the table's sort key itself"),
     "RunId": _required_str(_RUN_ID, "use the RunId of an earlier run, as printed in its "
                                     "ResumeInput, or leave RunId out to start a new run"),
 }
@@ -386,6 +435,44 @@ def check_table(config: RunConfig, table: dict[str, Any] | None) -> None:
         raise InvalidConfiguration(
             f"Configuration.TableHash {config.table_hash!r} is not the partition key of table "
             f"{config.table_name!r}; set TableHash to {partition!r}")
+    if config.table_range and config.table_range != sort_key_of(table):
+        raise InvalidConfiguration(
+            f"Configuration.TableRange {config.table_range!r} is not the sort key of table "
+            f"{config.table_name!r}; leave TableRange out")
+
+
+def sort_key_of(table: dict[str, Any]) -> str | None:
+    return next((k["AttributeName"] for k in table["KeySchema"] if k["KeyType"] == "RANGE"), None)
+
+
+def key_types(table: dict[str, Any]) -> dict[str, str]:
+    """Key attribute → its type (S, N or B), in key-schema order."""
+    types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
+    return {k["AttributeName"]: types[k["AttributeName"]] for k in table["KeySchema"]}
+
+
+def check_process(config: RunConfig, table: dict[str, Any]) -> None:
+    """Let the services judge the Process before any Worker starts, writing nothing."""
+    kind = config.process["Type"]
+    if kind == "Update":
+        check_update(config, table)
+    elif kind == "Copy":
+        target_name = config.process["TargetTable"]
+        if target_name == config.table_name:
+            raise InvalidConfiguration(
+                "Configuration.Process.TargetTable is the table being walked; name another table")
+        target = describe_table(target_name, "Process.TargetTable")
+        if target is None:
+            raise InvalidConfiguration(
+                f"Configuration.Process.TargetTable {target_name!r}: no such table in this "
+                "account and region; create it with the same key as the source first")
+        if key_types(target) != key_types(table):
+            raise InvalidConfiguration(
+                f"Configuration.Process.TargetTable {target_name!r} has the key "
+                f"{key_types(target)}, the source {key_types(table)}; copy into a table with the "
+                "same key")
+    elif kind == "Invoke":
+        check_invoke(config.process["FunctionName"])
 
 
 def check_resume(config: RunConfig, stored: StoredRun | None) -> None:
@@ -512,6 +599,17 @@ def summarize(rows: list[Checkpoint], segments: int, seconds: float) -> dict[str
     return summary
 
 
+def dry_run_estimate(config: RunConfig, summary: dict[str, Any]) -> dict[str, Any]:
+    """What the real run would cost: the same reads and, for Update and Copy, one write (at
+    least one write unit) per processed item; its time is this run's plus the writes'."""
+    kind = config.process["Type"]
+    return {"DryRun": True, "Estimate": {
+        "ReadUnits": summary["ConsumedReadUnits"],
+        "ItemsWritten": summary["Processed"] if kind in ("Update", "Copy") else 0,
+        "ItemsSentToFunction": summary["Processed"] if kind == "Invoke" else 0,
+        "SecondsAtLeast": summary["Seconds"]}}
+
+
 def failed_segments(rows: list[Checkpoint], segments: int) -> list[dict[str, Any]]:
     """Every segment of the run that is not done, with the last error recorded for it."""
     by_segment = {row.segment: row for row in rows}
@@ -598,11 +696,119 @@ class Pacer:
 # -- processing -----------------------------------------------------------------------------------
 
 def process_items(config: RunConfig, items: list[dict[str, Any]]) -> tuple[int, int]:
-    """Apply the run's Process to one page of items → (processed, skipped)."""
+    """Apply the run's Process to one page of items → (processed, skipped). With DryRun nothing
+    is written or invoked, and every item counts as processed: what the real run would do."""
     kind = config.process["Type"]
-    if kind == "Count":
+    if kind == "Count" or config.dry_run or not items:
         return len(items), 0
-    raise InvalidConfiguration(f"Configuration.Process.Type {kind!r} is not supported")
+    return PROCESSORS[kind](config, items)
+
+
+def update_items(config: RunConfig, items: list[dict[str, Any]]) -> tuple[int, int]:
+    """UpdateItem on every item's key, several at once; only where the item still exists."""
+    keys = [key_of(item, config.key_names) for item in items]
+    request = update_request(config)
+    with ThreadPoolExecutor(max_workers=UPDATE_THREADS) as pool:
+        updated = list(pool.map(lambda key: update_item({**request, "Key": key}), keys))
+    return sum(updated), len(updated) - sum(updated)
+
+
+def update_request(config: RunConfig) -> dict[str, Any]:
+    """The UpdateItem request minus its key: the user's expression, always conditioned on the item
+    still existing, so that an item deleted during the run is never created again."""
+    process = config.process
+    exists = "attribute_exists(#step_worker_key)"
+    condition = process.get("ConditionExpression")
+    request: dict[str, Any] = {
+        "TableName": config.table_name, "UpdateExpression": process["UpdateExpression"],
+        "ConditionExpression": f"{exists} AND ({condition})" if condition else exists,
+        "ExpressionAttributeNames": {**process.get("ExpressionAttributeNames", {}),
+                                     "#step_worker_key": config.table_hash}}
+    if process.get("ExpressionAttributeValues"):
+        request["ExpressionAttributeValues"] = process["ExpressionAttributeValues"]
+    return request
+
+
+def copy_items(config: RunConfig, items: list[dict[str, Any]]) -> tuple[int, int]:
+    target = config.process["TargetTable"]
+    for start in range(0, len(items), COPY_BATCH):
+        write_batch(target, [{"PutRequest": {"Item": item}}
+                             for item in items[start:start + COPY_BATCH]])
+    return len(items), 0
+
+
+def invoke_items(config: RunConfig, items: list[dict[str, Any]]) -> tuple[int, int]:
+    """The user's function receives plain JSON items, in chunks that fit Lambda's payload limit;
+    it may answer {"Processed": n, "Skipped": m}, else all its items count as processed."""
+    processed = skipped = 0
+    for chunk in payload_chunks([plain(item) for item in items], INVOKE_PAYLOAD_BYTES):
+        answer = invoke(config.process["FunctionName"], {
+            "Items": chunk, "TableName": config.table_name, "RunId": config.run_id})
+        counted = answer if isinstance(answer, dict) else {}
+        skip = int(counted.get("Skipped", 0))
+        processed += int(counted.get("Processed", len(chunk) - skip))
+        skipped += skip
+    return processed, skipped
+
+
+PROCESSORS: dict[str, Callable[[RunConfig, list[dict[str, Any]]], tuple[int, int]]] = {
+    "Update": update_items, "Copy": copy_items, "Invoke": invoke_items}
+
+
+def key_of(item: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    missing = [name for name in names if name not in item]
+    if missing:
+        raise InvalidConfiguration(
+            f"items lack their key attributes {missing}: Configuration.ProjectionExpression must "
+            "keep the table's key when Process writes")
+    return {name: item[name] for name in names}
+
+
+def plain(value: Any) -> Any:
+    """An item in DynamoDB's typed JSON → plain JSON: numbers as int (exact) or float, binary as
+    base64 text, sets as lists."""
+    if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in _TYPES:
+        (kind, inner), = value.items()
+        if kind in ("S", "BOOL"):
+            return inner
+        if kind == "NULL":
+            return None
+        if kind == "N":
+            return _number(inner)
+        if kind == "B":
+            return base64.b64encode(inner if isinstance(inner, bytes) else inner.encode()).decode()
+        if kind == "SS":
+            return list(inner)
+        if kind == "NS":
+            return [_number(n) for n in inner]
+        if kind == "BS":
+            return [plain({"B": b}) for b in inner]
+        if kind == "L":
+            return [plain(v) for v in inner]
+        return {k: plain(v) for k, v in inner.items()}  # M
+    return {k: plain(v) for k, v in value.items()}
+
+
+def _number(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def payload_chunks(items: list[Any], limit: int) -> list[list[Any]]:
+    """Consecutive chunks whose compact JSON stays under `limit` bytes (one item a chunk at least).
+    Sizes count characters: plain() leaves no non-ASCII escapes out of json.dumps' ASCII output."""
+    chunks: list[list[Any]] = [[]]
+    size = 0
+    for item in items:
+        item_size = len(json.dumps(item, separators=(",", ":"))) + 1  # and its comma
+        if chunks[-1] and size + item_size > limit:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(item)
+        size += item_size
+    return [chunk for chunk in chunks if chunk]
 
 
 # -- AWS calls ------------------------------------------------------------------------------------
@@ -618,7 +824,7 @@ def dynamodb() -> DynamoDBClient:
     return _DYNAMODB
 
 
-def describe_table(name: str) -> dict[str, Any] | None:
+def describe_table(name: str, field_name: str = "TableName") -> dict[str, Any] | None:
     try:
         return dynamodb().describe_table(TableName=name)["Table"]
     except dynamodb().exceptions.ResourceNotFoundException:
@@ -626,10 +832,95 @@ def describe_table(name: str) -> dict[str, Any] | None:
     except ClientError as error:
         if error.response["Error"]["Code"] != "AccessDeniedException":
             raise
+        parameter = "AllowedTableArns" if field_name == "TableName" else "WriteTableArns"
         raise InvalidConfiguration(
-            f"Configuration.TableName {name!r}: this stack may not read that table; add its ARN to "
-            "the stack parameter AllowedTableArns (make deploy PARAMETERS=AllowedTableArns=...)"
+            f"Configuration.{field_name} {name!r}: this stack may not use that table; add its ARN "
+            f"to the stack parameter {parameter} (make deploy PARAMETERS={parameter}=...)"
         ) from None
+
+
+def check_update(config: RunConfig, table: dict[str, Any]) -> None:
+    """An UpdateItem on a key that cannot exist: DynamoDB judges the expressions, and the
+    condition that the item exists keeps it from writing anything."""
+    probe = {"S": {"S": f"step-worker-probe-{os.urandom(8).hex()}"},
+             "N": {"N": f"-{int.from_bytes(os.urandom(6), 'big')}e-120"},
+             "B": {"B": b"step-worker-probe-" + os.urandom(8)}}
+    key = {name: probe[kind] for name, kind in key_types(table).items()}
+    try:
+        dynamodb().update_item(**update_request(config), Key=key)
+    except dynamodb().exceptions.ConditionalCheckFailedException:
+        return
+    except ClientError as error:
+        code = error.response["Error"]["Code"]
+        if code == "AccessDeniedException":
+            raise InvalidConfiguration(
+                f"Configuration.TableName {config.table_name!r}: this stack may not update that "
+                "table; add its ARN to the stack parameter WriteTableArns") from None
+        if code != "ValidationException":
+            raise
+        raise InvalidConfiguration(
+            "Configuration.Process (UpdateExpression, ConditionExpression, names or values) was "
+            f"refused by DynamoDB: {error.response['Error']['Message']}; fix the expression"
+        ) from None
+    raise InvalidConfiguration(  # the probe item existed after all: never write on a guess
+        "Configuration.Process could not be checked safely; run it again")
+
+
+def update_item(request: dict[str, Any]) -> bool:
+    """True when updated, False when the item was gone or the user's condition failed."""
+    try:
+        dynamodb().update_item(**request)
+        return True
+    except dynamodb().exceptions.ConditionalCheckFailedException:
+        return False
+
+
+def write_batch(table: str, requests: list[dict[str, Any]], attempts: int = 8) -> None:
+    """BatchWriteItem until DynamoDB has taken every request, backing off between tries."""
+    for attempt in range(attempts):
+        left = dynamodb().batch_write_item(RequestItems={table: requests}).get(
+            "UnprocessedItems", {}).get(table, [])
+        if not left:
+            return
+        requests = left
+        time.sleep(min(5.0, 0.05 * 2 ** attempt) * random.uniform(0.5, 1.0))
+    raise CopyIncomplete(f"{len(requests)} items were still unprocessed by {table} after "
+                         f"{attempts} tries; the page is retried from its checkpoint")
+
+
+_LAMBDA: Any = None
+
+
+def lambda_client() -> Any:
+    global _LAMBDA
+    if _LAMBDA is None:
+        _LAMBDA = boto3.client("lambda", config=_CLIENT_CONFIG)
+    return _LAMBDA
+
+
+def check_invoke(name: str) -> None:
+    try:
+        lambda_client().invoke(FunctionName=name, InvocationType="DryRun", Payload=b"{}")
+    except lambda_client().exceptions.ResourceNotFoundException:
+        raise InvalidConfiguration(
+            f"Configuration.Process.FunctionName {name!r}: no such function in this account and "
+            "region; deploy it first") from None
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "AccessDeniedException":
+            raise
+        raise InvalidConfiguration(
+            f"Configuration.Process.FunctionName {name!r}: this stack may not invoke it; add its "
+            "ARN to the stack parameter InvokeFunctionArns") from None
+
+
+def invoke(name: str, payload: dict[str, Any]) -> Any:
+    answer = lambda_client().invoke(FunctionName=name,
+                                    Payload=json.dumps(payload, separators=(",", ":")).encode())
+    body = answer["Payload"].read()
+    if answer.get("FunctionError"):
+        raise InvokeFailed(f"function {name} failed on a batch of {len(payload['Items'])} "
+                           f"items: {body.decode(errors='replace')[:1000]}")
+    return json.loads(body) if body else None
 
 
 def scan_request(config: RunConfig, segment: int, cursor: str | None) -> dict[str, Any]:

@@ -246,3 +246,25 @@ def test_throttled_calls_are_refused_and_counted(clients):
             retries={"total_max_attempts": 1, "mode": "standard"})).scan(TableName="any")
     assert error.value.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
     assert injected["Scan"] == 1
+
+
+def test_defect_9_a_dry_run_invocation_runs_no_code(aws):
+    import io
+    import zipfile
+
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("counted.py", "CALLS = []\ndef run(event, context):\n    CALLS.append(1)\n")
+    iam = boto3.client("iam", region_name=REGION)
+    role = iam.create_role(RoleName="counted-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    awslambda = boto3.client("lambda", region_name=REGION)
+    awslambda.create_function(FunctionName="counted", Runtime="python3.13", Handler="counted.run",
+                              Role=role, Code={"ZipFile": code.getvalue()})
+    from local.aws import function_module
+
+    calls = function_module("counted").CALLS
+    assert awslambda.invoke(FunctionName="counted", InvocationType="DryRun")["StatusCode"] == 204
+    assert calls == []
+    with fixes.without("lambda-dry-run"):
+        awslambda.invoke(FunctionName="counted", InvocationType="DryRun")
+    assert calls == [1]

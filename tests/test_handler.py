@@ -51,8 +51,8 @@ BAD = [
     (config(BatchSize=None), "BatchSize", "whole number"),
     (config(Segments=3), "Segments", "raise Segments or lower Workers"),
     (config(Segments=handler.MAX_SEGMENTS + 1), "Segments", "whole number"),
-    (config(Process={"Type": "Delete"}), "Process", "supports"),
-    (config(Process="Count"), "Process", "supports"),
+    (config(Process={"Type": "Delete"}), "Process", "use one of"),
+    (config(Process="Count"), "Process", "use one of"),
     (config(Process={"Type": "Count", "Extra": 1}), "Process", "unknown fields"),
     (config(FilterExpression=""), "FilterExpression", "expression"),
     (config(FilterExpression=5), "FilterExpression", "expression"),
@@ -242,3 +242,107 @@ def test_the_clock_stops_with_a_margin_of_twice_the_slowest_page():
 def test_unknown_actions_are_refused():
     with pytest.raises(InvalidConfiguration, match="action"):
         handler.handler({"action": "explode"}, None)
+
+
+# -- Process ---------------------------------------------------------------------------------------
+
+UPDATE = {"Type": "Update", "UpdateExpression": "ADD #n :one",
+          "ExpressionAttributeNames": {"#n": "visits"}, "ExpressionAttributeValues": {":one": {"N": "1"}}}
+
+BAD_PROCESS = [
+    ({"Type": "Update"}, "Process.UpdateExpression", "needs it"),
+    ({**UPDATE, "UpdateExpression": ""}, "Process.UpdateExpression", "expression"),
+    ({**UPDATE, "TargetTable": "t"}, "Process", "unknown fields ['TargetTable']"),
+    ({**UPDATE, "ExpressionAttributeNames": {"n": "visits"}}, "Process.ExpressionAttributeNames", "#"),
+    ({**UPDATE, "ExpressionAttributeValues": {":one": 1}}, "Process.ExpressionAttributeValues", "typed"),
+    ({"Type": "Copy"}, "Process.TargetTable", "needs it"),
+    ({"Type": "Copy", "TargetTable": "arn:aws:dynamodb:eu-west-1:1:table/x"}, "Process.TargetTable",
+     "not an ARN"),
+    ({"Type": "Invoke"}, "Process.FunctionName", "needs it"),
+    ({"Type": "Invoke", "FunctionName": "arn:aws:lambda:eu-west-1:999999999999:function:f"},
+     "Process.FunctionName", "not an ARN"),
+    ({"Type": "Invoke", "FunctionName": "f", "Qualifier": "1"}, "Process", "unknown fields"),
+]
+
+
+@pytest.mark.parametrize("process,field,fix", BAD_PROCESS)
+def test_bad_process_names_the_field_and_the_fix(process, field, fix):
+    with pytest.raises(InvalidConfiguration) as error:
+        parse_input(config(Process=process))
+    assert field in str(error.value) and fix in str(error.value)
+
+
+@pytest.mark.parametrize("process", [
+    UPDATE, {**UPDATE, "ConditionExpression": "attribute_not_exists(done)"},
+    {"Type": "Copy", "TargetTable": "step-worker-copy"}, {"Type": "Invoke", "FunctionName": "my-fn"}])
+def test_good_process_is_kept_as_given(process):
+    assert parse_input(config(Process=process)).process == process
+
+
+def test_an_update_is_always_conditioned_on_the_item_existing():
+    request = handler.update_request(parse_input(config(Process={
+        **UPDATE, "ConditionExpression": "attribute_not_exists(done)"})))
+    assert request["ConditionExpression"] == \
+        "attribute_exists(#step_worker_key) AND (attribute_not_exists(done))"
+    assert request["ExpressionAttributeNames"] == {"#n": "visits", "#step_worker_key": "url"}
+    bare = handler.update_request(parse_input(config(Process={
+        "Type": "Update", "UpdateExpression": "REMOVE old"})))
+    assert bare["ConditionExpression"] == "attribute_exists(#step_worker_key)"
+    assert "ExpressionAttributeValues" not in bare
+
+
+def test_items_become_plain_json_without_losing_integers():
+    item = {"id": {"N": "12345678901234567890123"}, "f": {"N": "1.5"}, "s": {"S": "x"},
+            "b": {"B": b"\x00\x01"}, "ok": {"BOOL": True}, "none": {"NULL": True},
+            "tags": {"SS": ["a"]}, "ns": {"NS": ["1", "2.5"]}, "bs": {"BS": [b"\xff"]},
+            "list": {"L": [{"N": "7"}, {"M": {"k": {"S": "v"}}}]}}
+    assert handler.plain(item) == {
+        "id": 12345678901234567890123, "f": 1.5, "s": "x", "b": "AAE=", "ok": True, "none": None,
+        "tags": ["a"], "ns": [1, 2.5], "bs": ["/w=="], "list": [7, {"k": "v"}]}
+
+
+def test_payloads_are_chunked_under_the_limit():
+    items = [{"i": i, "pad": "x" * 90} for i in range(100)]
+    chunks = handler.payload_chunks(items, limit=1_000)
+    assert [item for chunk in chunks for item in chunk] == items
+    assert all(len(json.dumps(chunk, separators=(",", ":"))) <= 1_000 for chunk in chunks)
+    assert len(chunks) > 10
+    assert handler.payload_chunks([{"huge": "x" * 5000}], limit=1_000) == [[{"huge": "x" * 5000}]]
+
+
+class FakeDynamoDB:
+    def __init__(self, unprocessed_rounds):
+        self.rounds = unprocessed_rounds
+        self.calls = []
+
+    def batch_write_item(self, RequestItems):  # noqa: N803 (boto3's name)
+        (table, requests), = RequestItems.items()
+        self.calls.append(len(requests))
+        if self.rounds:
+            self.rounds -= 1
+            return {"UnprocessedItems": {table: requests[1:]}}
+        return {"UnprocessedItems": {}}
+
+
+def test_unprocessed_items_are_written_again_until_none_are_left(monkeypatch):
+    fake = FakeDynamoDB(unprocessed_rounds=3)
+    monkeypatch.setattr(handler, "dynamodb", lambda: fake)
+    monkeypatch.setattr(handler.time, "sleep", lambda seconds: None)
+    handler.write_batch("t", [{"PutRequest": {"Item": {"i": {"N": str(i)}}}} for i in range(25)])
+    assert fake.calls == [25, 24, 23, 22]
+
+
+def test_a_batch_that_stays_unprocessed_fails_to_be_retried(monkeypatch):
+    fake = FakeDynamoDB(unprocessed_rounds=100)
+    monkeypatch.setattr(handler, "dynamodb", lambda: fake)
+    monkeypatch.setattr(handler.time, "sleep", lambda seconds: None)
+    with pytest.raises(handler.CopyIncomplete, match="retried"):
+        handler.write_batch("t", [{"PutRequest": {"Item": {"i": {"N": str(i)}}}} for i in range(25)])
+
+
+def test_dry_run_estimates_the_writes_of_the_real_run():
+    parsed = parse_input(config(Process={"Type": "Copy", "TargetTable": "copy"}, DryRun=True))
+    estimate = handler.dry_run_estimate(parsed, {"ConsumedReadUnits": 4.5, "Processed": 90,
+                                                 "Seconds": 3.0})
+    assert estimate == {"DryRun": True, "Estimate": {
+        "ReadUnits": 4.5, "ItemsWritten": 90, "ItemsSentToFunction": 0, "SecondsAtLeast": 3.0}}

@@ -17,6 +17,7 @@ from typing import Any
 
 import botocore.session
 from botocore import xform_name
+from moto.awslambda.models import LambdaFunction
 from moto.cloudformation.models import CloudFormationBackend
 from moto.core.config import default_user_config
 from moto.dynamodb.models.dynamo_type import Item
@@ -97,6 +98,14 @@ def _execute_change_set(self, change_set_name: str, stack_name: str | None = Non
     stack.output_map = stack._create_output_map()
 
 
+def _invoke(self, body: str, request_headers: Any, response_headers: Any) -> Any:
+    """Defect 9: an invocation with InvocationType DryRun runs the function's code; AWS only
+    checks that the function exists and may be invoked, and answers 204 with no payload."""
+    if request_headers.get("x-amz-invocation-type") == "DryRun":
+        return b""
+    return ORIGINAL["invoke"](self, body, request_headers, response_headers)
+
+
 def _executing() -> bool:
     return bool(default_user_config.get("stepfunctions", {}).get("execute_state_machine"))
 
@@ -150,6 +159,7 @@ def _register() -> None:
         "cfn-state-machine": (sfn_models.StateMachine, "create_from_cloudformation_json",
                               _create_state_machine),
         "cfn-change-set-outputs": (CloudFormationBackend, "execute_change_set", _execute_change_set),
+        "lambda-dry-run": (LambdaFunction, "invoke", _invoke),
         "cfn-state-machine-delete": (sfn_models.StateMachine, "delete_from_cloudformation_json",
                                      _delete_state_machine),
     })
