@@ -3,6 +3,7 @@ these machines are shared and noisy, so a benchmark reports and a person judges.
 
   budget   MaxReadUnits against the read units per second a run really consumed (DynamoDB's
            figures, as the embedded AWS reports them), over the Workers' phase of the run.
+  types    items per second of each Process type on the same table, and each against Count.
 """
 
 from __future__ import annotations
@@ -66,7 +67,60 @@ def budget(sfn: Any, dynamodb: Any, stack: dict[str, str], repeats: int) -> list
             f"(min {min(ratios):.3f}, max {max(ratios):.3f}, {repeats} runs; target 0.90-1.10)"]
 
 
-BENCHMARKS = {"budget": budget}
+USER_FUNCTION = "def handler(event, context):\n    return {'Processed': len(event['Items'])}\n"
+
+
+def deploy_function(name: str) -> None:
+    import io
+    import zipfile
+
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("fn.py", USER_FUNCTION)
+    role = boto3.client("iam", region_name=REGION).create_role(
+        RoleName=f"{name}-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    boto3.client("lambda", region_name=REGION).create_function(
+        FunctionName=name, Runtime="python3.13", Handler="fn.handler", Role=role,
+        Code={"ZipFile": code.getvalue()})
+
+
+def types(sfn: Any, dynamodb: Any, stack: dict[str, str], repeats: int) -> list[str]:
+    table, count = "bench-types", 4000
+    fill(dynamodb, table, count=count, size=100)
+    deploy_function("bench-function")
+    copies = iter(range(10**6))
+
+    def process(kind: str) -> dict[str, Any]:
+        if kind == "Update":
+            return {"Type": "Update", "UpdateExpression": "ADD #v :one",
+                    "ExpressionAttributeNames": {"#v": "visits"},
+                    "ExpressionAttributeValues": {":one": {"N": "1"}}}
+        if kind == "Copy":
+            target = f"bench-copy-{next(copies)}"
+            dynamodb.create_table(
+                TableName=target, BillingMode="PAY_PER_REQUEST",
+                AttributeDefinitions=[{"AttributeName": "url", "AttributeType": "S"}],
+                KeySchema=[{"AttributeName": "url", "KeyType": "HASH"}])
+            return {"Type": "Copy", "TargetTable": target}
+        if kind == "Invoke":
+            return {"Type": "Invoke", "FunctionName": "bench-function"}
+        return {"Type": "Count"}
+
+    rates: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        for kind in ("Count", "Update", "Copy", "Invoke"):
+            found = run(sfn, stack["Puppeteer"], {
+                "TableName": table, "TableHash": "url", "Workers": 4, "BatchSize": 250,
+                "Process": process(kind)})
+            rates.setdefault(kind, []).append(count / workers_phase(sfn, found["executionArn"]))
+    count_rate = statistics.median(rates["Count"])
+    return [f"types    {kind:<6} {statistics.median(r):8,.0f} items/s "
+            f"(min {min(r):,.0f}, max {max(r):,.0f}; {statistics.median(r) / count_rate:.2f} of "
+            f"Count) on {count:,} items of 100 B, Workers 4, BatchSize 250"
+            for kind, r in rates.items()]
+
+
+BENCHMARKS = {"budget": budget, "types": types}
 
 
 def main(argv: list[str]) -> int:
