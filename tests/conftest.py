@@ -62,14 +62,21 @@ def key_id(key: dict[str, Any]) -> tuple:
     return tuple(sorted((name, plain(value)) for name, value in key.items()))
 
 
-def make_table(dynamodb: Any, shape: str, count: int, per_hash: int = 3) -> tuple[str, set]:
-    """A table of `count` items of the given key shape → (name, the set of its keys)."""
+def create_table(dynamodb: Any, shape: str, name: str | None = None) -> str:
+    """An empty table of the given key shape → its name."""
     schema, types = SHAPES[shape]
-    name = f"items-{shape.replace('+', '-')}-{next(_names)}"
+    name = name or f"items-{shape.replace('+', '-')}-{next(_names)}"
     dynamodb.create_table(
         TableName=name, BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[{"AttributeName": a, "AttributeType": t} for a, t in types.items()],
         KeySchema=[{"AttributeName": a, "KeyType": k} for a, k in schema])
+    return name
+
+
+def make_table(dynamodb: Any, shape: str, count: int, per_hash: int = 3) -> tuple[str, set]:
+    """A table of `count` items of the given key shape → (name, the set of its keys)."""
+    types = SHAPES[shape][1]
+    name = create_table(dynamodb, shape)
     keys = set()
     for i in range(count):
         item = {"id": key_value(types["id"], i // per_hash if "sort" in types else i)}

@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from local.aws import REGION, fixes, runtime
-from tests.conftest import key_value, run
+from tests.conftest import create_table, key_value, run
 
 ROLE = "arn:aws:iam::123456789012:role/any"
 
@@ -72,11 +72,7 @@ def test_defect_3_unnamed_executions_collide(clients, child_and_parent):
 
 
 def test_defect_6_parallel_scan_of_a_binary_key(clients):
-    name = f"binary-{time.monotonic_ns()}"
-    clients.dynamodb.create_table(
-        TableName=name, BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "B"}],
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+    name = create_table(clients.dynamodb, "B")
     for i in range(20):
         clients.dynamodb.put_item(TableName=name, Item={"id": key_value("B", i)})
     seen = [item["id"]["B"] for s in range(3) for item in
@@ -173,11 +169,7 @@ def test_defect_8_a_stack_made_by_change_set_has_outputs(aws):
 # What AWS does that moto leaves out (local/aws/emulation.py), and fault injection (faults.py).
 
 def test_scan_pages_are_charged_by_the_bytes_they_read(clients):
-    name = f"sized-{time.monotonic_ns()}"
-    clients.dynamodb.create_table(
-        TableName=name, BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+    name = create_table(clients.dynamodb, "S")
     for i in range(10):  # about 1 KB each: "id" + 2 + "body" + 1,000
         clients.dynamodb.put_item(TableName=name, Item={"id": {"S": f"{i:02d}"},
                                                         "body": {"S": "x" * 1000}})

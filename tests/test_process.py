@@ -15,7 +15,7 @@ import pytest
 
 from local.aws import REGION, function_module
 from local.aws.faults import throttling
-from tests.conftest import SHAPES, key_id, make_table, run
+from tests.conftest import create_table, key_id, make_table, run
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SHAPE_NAMES = ["S", "N", "B", "N+S", "S+N"]
@@ -38,15 +38,6 @@ def scan_all(dynamodb, table: str) -> list[dict]:
 def key_of(item: dict) -> tuple:
     return tuple(sorted((k, json.dumps(v, default=str)) for k, v in item.items()
                         if k in ("id", "sort")))
-
-
-def empty_twin(dynamodb, shape: str, name: str) -> str:
-    schema, types = SHAPES[shape]
-    dynamodb.create_table(
-        TableName=name, BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": a, "AttributeType": t} for a, t in types.items()],
-        KeySchema=[{"AttributeName": a, "KeyType": k} for a, k in schema])
-    return name
 
 
 @pytest.mark.parametrize("shape", SHAPE_NAMES)
@@ -110,7 +101,7 @@ def test_an_item_deleted_during_the_run_stays_deleted(stack, clients, monkeypatc
 @pytest.mark.parametrize("shape", SHAPE_NAMES)
 def test_copy_recipe_makes_an_identical_table(stack, clients, shape):
     table, _ = make_table(clients.dynamodb, shape, count=70)
-    target = empty_twin(clients.dynamodb, shape, f"{table}-copy")
+    target = create_table(clients.dynamodb, shape, f"{table}-copy")
 
     found = run(clients.sfn, stack["Puppeteer"], recipe(
         "copy", table, Workers=3, BatchSize=30, Process={"Type": "Copy", "TargetTable": target}))
@@ -123,7 +114,7 @@ def test_copy_recipe_makes_an_identical_table(stack, clients, shape):
 
 def test_a_throttled_copy_still_copies_everything(stack, clients):
     table, _ = make_table(clients.dynamodb, "N+S", count=100)
-    target = empty_twin(clients.dynamodb, "N+S", f"{table}-copy")
+    target = create_table(clients.dynamodb, "N+S", f"{table}-copy")
 
     with throttling(0.3, "BatchWriteItem") as injected:
         found = run(clients.sfn, stack["Puppeteer"], recipe(
@@ -198,7 +189,7 @@ def test_a_failing_function_fails_its_segment_never_skips_it(stack, clients, my_
 
 def test_dry_run_writes_nothing_and_estimates_the_real_run(stack, clients):
     table, _ = make_table(clients.dynamodb, "S", count=30)
-    target = empty_twin(clients.dynamodb, "S", f"{table}-copy")
+    target = create_table(clients.dynamodb, "S", f"{table}-copy")
     before = sorted(scan_all(clients.dynamodb, table), key=key_of)
 
     updated = run(clients.sfn, stack["Puppeteer"], recipe("backfill", table, DryRun=True))
