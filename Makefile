@@ -71,8 +71,9 @@ demo: install
 	$(BIN)/python -m local.demo
 
 # Measurements on the embedded AWS, printed side by side (never asserted by tests).
+BENCH ?=
 bench: install
-	$(BIN)/python -m local.bench
+	$(BIN)/python -m local.bench $(BENCH)
 
 # The embedded AWS as a server on 127.0.0.1:$(PORT), for the commands above with AWS_ENDPOINT_URL set.
 PORT ?= 5000

@@ -925,10 +925,11 @@ def invoke(name: str, payload: dict[str, Any]) -> Any:
 
 def scan_request(config: RunConfig, segment: int, cursor: str | None) -> dict[str, Any]:
     request: dict[str, Any] = {
-        "TableName": config.table_name, "Segment": segment, "TotalSegments": config.segments,
-        "Limit": config.batch_size, "ConsistentRead": config.consistent_read,
-        "ReturnConsumedCapacity": "TOTAL",
+        "TableName": config.table_name, "Limit": config.batch_size,
+        "ConsistentRead": config.consistent_read, "ReturnConsumedCapacity": "TOTAL",
     }
+    if config.segments > 1:  # one segment is the whole table: a plain Scan
+        request.update(Segment=segment, TotalSegments=config.segments)
     optional = {"FilterExpression": config.filter_expression,
                 "ProjectionExpression": config.projection_expression,
                 "ExpressionAttributeNames": config.names,

@@ -4,6 +4,10 @@ these machines are shared and noisy, so a benchmark reports and a person judges.
   budget   MaxReadUnits against the read units per second a run really consumed (DynamoDB's
            figures, as the embedded AWS reports them), over the Workers' phase of the run.
   types    items per second of each Process type on the same table, and each against Count.
+  P1       a whole Puppeteer run's items/s against a plain 4-thread boto3 parallel scan of the
+           same 20,000 items (Workers 4, BatchSize 250): what orchestration costs.
+  P4       the handler's Count path (scan-batch with its checkpoints) against a raw boto3 Scan
+           loop over the same table, both in one thread: what checkpointing costs.
 """
 
 from __future__ import annotations
@@ -120,7 +124,87 @@ def types(sfn: Any, dynamodb: Any, stack: dict[str, str], repeats: int) -> list[
             for kind, r in rates.items()]
 
 
-BENCHMARKS = {"budget": budget, "types": types}
+def plain_parallel_scan(table: str, workers: int, batch: int) -> int:
+    """What a script would do: one thread per segment, following LastEvaluatedKey."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def walk(segment: int) -> int:
+        client, count, start = boto3.client("dynamodb", region_name=REGION), 0, None
+        while True:
+            page = client.scan(TableName=table, Segment=segment, TotalSegments=workers,
+                               Limit=batch, **({"ExclusiveStartKey": start} if start else {}))
+            count += page["Count"]
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return count
+
+    with ThreadPoolExecutor(workers) as pool:
+        return sum(pool.map(walk, range(workers)))
+
+
+def timed(action: Any) -> tuple[Any, float]:
+    began = time.perf_counter()
+    result = action()
+    return result, time.perf_counter() - began
+
+
+def orchestration(sfn: Any, dynamodb: Any, stack: dict[str, str], repeats: int) -> list[str]:
+    table, count = "bench-p1", 20_000
+    fill(dynamodb, table, count=count, size=100)
+    ratios, ours, theirs = [], [], []
+    for _ in range(repeats):
+        scanned, plain_seconds = timed(lambda: plain_parallel_scan(table, 4, 250))
+        assert scanned == count
+        found, seconds = timed(lambda: run(sfn, stack["Puppeteer"], {
+            "TableName": table, "TableHash": "url", "Workers": 4, "BatchSize": 250}))
+        assert json.loads(found["output"])["Summary"]["Scanned"] == count
+        ours.append(count / seconds)
+        theirs.append(count / plain_seconds)
+        ratios.append(plain_seconds / seconds)
+    return [f"P1       Puppeteer run {statistics.median(ours):,.0f} items/s, plain 4-thread scan "
+            f"{statistics.median(theirs):,.0f} items/s: ratio {statistics.median(ratios):.2f} "
+            f"(min {min(ratios):.2f}, max {max(ratios):.2f}, {repeats} runs; target >= 0.90)"]
+
+
+def count_path(sfn: Any, dynamodb: Any, stack: dict[str, str], repeats: int) -> list[str]:
+    from local.aws import function_module
+
+    table, count = "bench-p4", 20_000
+    fill(dynamodb, table, count=count, size=100)
+    module = function_module(stack["Function"])
+
+    class Context:
+        def get_remaining_time_in_millis(self) -> int:
+            return 900_000
+
+    def handler_walk(run_id: str) -> int:
+        job = {"Run": {"TableName": table, "TableHash": "url", "Workers": 1, "BatchSize": 250,
+                       "RunId": run_id}, "Segment": 0, "Attempt": 1, "Loops": 0}
+        while not job.get("Done"):
+            job = module.handler({"action": "scan-batch", "Job": job}, Context())
+        return count
+
+    def raw_walk() -> int:
+        scanned, start = 0, None
+        while True:
+            page = dynamodb.scan(TableName=table, Limit=250,
+                                 **({"ExclusiveStartKey": start} if start else {}))
+            scanned += page["Count"]
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return scanned
+
+    ratios = []
+    for i in range(repeats):
+        _, raw_seconds = timed(raw_walk)
+        _, handler_seconds = timed(lambda i=i: handler_walk(f"bench-p4-{i}"))
+        ratios.append(raw_seconds / handler_seconds)
+    return [f"P4       handler Count path / raw boto3 Scan loop, {count:,} items, BatchSize 250, "
+            f"one thread: ratio {statistics.median(ratios):.3f} (min {min(ratios):.3f}, "
+            f"max {max(ratios):.3f}, {repeats} runs; target >= 0.95)"]
+
+
+BENCHMARKS = {"P1": orchestration, "P4": count_path, "budget": budget, "types": types}
 
 
 def main(argv: list[str]) -> int:

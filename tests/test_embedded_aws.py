@@ -260,3 +260,21 @@ def test_defect_9_a_dry_run_invocation_runs_no_code(aws):
     with fixes.without("lambda-dry-run"):
         awslambda.invoke(FunctionName="counted", InvocationType="DryRun")
     assert calls == [1]
+
+
+def test_the_speed_patches_are_in_effect(aws):
+    """local/aws/speed.py changes moto by name: if moto renames what it patches, this fails."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_callback as callback,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_sfn as sfn_service,
+    )
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    from local.aws import speed
+
+    assert json_path.parse("$.a") is json_path.parse("$.a")  # parsed once
+    assert callback._DELAY_SECONDS_SYNC_CONDITION_CHECK == speed.SYNC_POLL_SECONDS
+    assert sfn_service.boto_client_for is speed._client
+    assert speed._client("eu-west-1", "stepfunctions") is speed._client("eu-west-1", "stepfunctions")

@@ -20,7 +20,7 @@ from typing import Any
 import boto3
 from moto import mock_aws
 
-from . import emulation, faults, fixes, runtime
+from . import emulation, faults, fixes, runtime, speed
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yml"
@@ -56,6 +56,7 @@ def install() -> None:
     emulation.apply()
     faults.apply()
     runtime.apply()
+    speed.apply()
     retrier_decl.time = RETRY_CLOCK  # type: ignore[assignment]
     # moto's ASL engine logs tracebacks of states that fail on purpose (Catch, Retry).
     logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)

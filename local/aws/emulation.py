@@ -18,6 +18,7 @@ import threading
 import time
 from typing import Any
 
+from moto.dynamodb.models.dynamo_type import Item
 from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler
 from moto.stepfunctions.parser.api import ExecutionFailedEventDetails
@@ -43,25 +44,23 @@ def read_units(total_bytes: int, consistent: bool) -> float:
 
 
 def _scan(self: Table, *args: Any, **kwargs: Any) -> Any:
-    """Measure the bytes a page read: the first `scanned` items of the segment after the start key."""
-    results, scanned, last_key = ORIGINAL["scan"](self, *args, **kwargs)
-    segments = kwargs.get("segments", (None, None))
-    start = kwargs.get("exclusive_start_key") if "exclusive_start_key" in kwargs else args[2]
-    read, skipping, size = 0, start is not None, 0
-    for item in self.all_items():
-        if read == scanned:
-            break
-        if not item.is_within_segment(segments):
-            continue
-        if skipping:
-            skipping = self._item_comes_before_dct(
-                item, start, [self.hash_key_attr], [self.range_key_attr], True)
-            if skipping:
-                continue
-        read += 1
-        size += item.size()
-    _PAGE.bytes = size
+    """Measure the bytes a page read: moto's scan sizes each item it reads (to apply the 1 MB page
+    limit), so the items sized during the call, in order, are the page's; the first `scanned` of
+    them were read (one more may have been sized and left for the next page)."""
+    _PAGE.sized = []
+    try:
+        results, scanned, last_key = ORIGINAL["scan"](self, *args, **kwargs)
+    finally:
+        sized, _PAGE.sized = _PAGE.sized, None
+    _PAGE.bytes = sum(ORIGINAL["size"](item) for item in sized[:scanned])
     return results, scanned, last_key
+
+
+def _size(self: Item) -> int:
+    sized = getattr(_PAGE, "sized", None)
+    if sized is not None and (not sized or sized[-1] is not self):
+        sized.append(self)
+    return ORIGINAL["size"](self)
 
 
 def _scan_response(self: DynamoHandler) -> Any:
@@ -89,12 +88,15 @@ def _is_running(self: Environment) -> bool:
 
 def _stop_child_with_parent(env: Environment, region: str, execution_arn: str) -> None:
     sfn = boto_client_for(region=region, service="stepfunctions")
-    while sfn.describe_execution(executionArn=execution_arn)["status"] == "RUNNING":
-        if not env.is_running():
-            sfn.stop_execution(executionArn=execution_arn, error="States.Aborted",
-                               cause="The parent execution was stopped.")
-            return
-        time.sleep(0.1)
+    try:
+        while sfn.describe_execution(executionArn=execution_arn)["status"] == "RUNNING":
+            if not env.is_running():
+                sfn.stop_execution(executionArn=execution_arn, error="States.Aborted",
+                                   cause="The parent execution was stopped.")
+                return
+            time.sleep(0.5)
+    except Exception:  # noqa: BLE001 - the embedded AWS was shut down under this watcher
+        return
 
 
 def _sync_resolver(name: str) -> Any:
@@ -111,6 +113,8 @@ def apply() -> None:
     if ORIGINAL:
         return
     ORIGINAL["scan"] = Table.scan
+    ORIGINAL["size"] = Item.size
+    Item.size = _size
     ORIGINAL["scan_response"] = DynamoHandler.scan
     ORIGINAL["is_running"] = Environment.is_running
     Table.scan = _scan
