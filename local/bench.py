@@ -6,6 +6,9 @@ these machines are shared and noisy, so a benchmark reports and a person judges.
   types    items per second of each Process type on the same table, and each against Count.
   P1       a whole Puppeteer run's items/s against a plain 4-thread boto3 parallel scan of the
            same 20,000 items (Workers 4, BatchSize 250): what orchestration costs.
+  P2, P3   Lambda invocations and state transitions per 1,000 Scan pages, for step-worker and
+           for the seed's design (local/seed_lambda.py) on the same table, counted from the
+           history events the Step Functions engine records, Map iterations included.
   P4       the handler's Count path (scan-batch with its checkpoints) against a raw boto3 Scan
            loop over the same table, both in one thread: what checkpointing costs.
 """
@@ -204,7 +207,107 @@ def count_path(sfn: Any, dynamodb: Any, stack: dict[str, str], repeats: int) -> 
             f"max {max(ratios):.3f}, {repeats} runs; target >= 0.95)"]
 
 
-BENCHMARKS = {"P1": orchestration, "P4": count_path, "budget": budget, "types": types}
+SEED_WORKER = {
+    "StartAt": "Scan", "States": {
+        "Scan": {"Type": "Task", "Resource": "${Function}",
+                 "Parameters": {"action": "page", "Job.$": "$"}, "Next": "More"},
+        "More": {"Type": "Choice", "Choices": [
+            {"Variable": "$.LastEvaluatedKey", "IsPresent": True, "Next": "Scan"}],
+            "Default": "Done"},
+        "Done": {"Type": "Succeed"}}}
+SEED_PUPPETEER = {
+    "StartAt": "Split", "States": {
+        "Split": {"Type": "Task", "Resource": "${Function}", "Next": "Start",
+                  "Parameters": {"action": "split", "Input.$": "$", "Execution.$": "$$.Execution.Name"}},
+        "Start": {"Type": "Map", "ItemsPath": "$.Segments", "ResultPath": "$.Started",
+                  "ItemSelector": {"Run.$": "$.Run", "Segment.$": "$$.Map.Item.Value"},
+                  "ItemProcessor": {"StartAt": "StartWorker", "States": {"StartWorker": {
+                      "Type": "Task", "Resource": "arn:aws:states:::states:startExecution",
+                      "Parameters": {"StateMachineArn": "${Worker}", "Input.$": "$",
+                                     "Name.$": "States.Format('{}-{}', $.Run.RunId, $.Segment)"},
+                      "ResultSelector": {"Started": True}, "End": True}}},
+                  "Next": "Wait"},
+        "Wait": {"Type": "Wait", "Seconds": 2, "Next": "Poll"},
+        "Poll": {"Type": "Task", "Resource": "${Function}", "ResultPath": "$.Status",
+                 "Parameters": {"action": "status", "RunId.$": "$.Run.RunId"}, "Next": "Done?"},
+        "Done?": {"Type": "Choice", "Choices": [
+            {"Variable": "$.Status.Running", "NumericEquals": 0, "Next": "Done"}],
+            "Default": "Wait"},
+        "Done": {"Type": "Succeed"}}}
+
+
+class EngineCounter:
+    """Counts the history events the engine records, Map iterations included, by type."""
+
+    def __init__(self) -> None:
+        from collections import Counter
+
+        from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
+
+        self.events: Counter = Counter()
+        original = EventManager.add_event
+        counter = self
+
+        def add_event(manager: Any, context: Any, event_type: Any, *args: Any, **kwargs: Any) -> Any:
+            counter.events[str(event_type).rsplit(".", 1)[-1]] += 1
+            return original(manager, context, event_type, *args, **kwargs)
+
+        EventManager.add_event = add_event
+
+    def take(self) -> tuple[int, int]:
+        """(Lambda invocations, state transitions) since the last call."""
+        invocations = self.events["LambdaFunctionScheduled"]
+        transitions = sum(n for kind, n in self.events.items() if kind.endswith("StateEntered"))
+        self.events.clear()
+        return invocations, transitions
+
+
+def deploy_seed(sfn: Any) -> str:
+    import io
+    import zipfile
+    from pathlib import Path
+
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.write(Path(__file__).with_name("seed_lambda.py"), "seed_lambda.py")
+    role = boto3.client("iam", region_name=REGION).create_role(
+        RoleName="seed-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    worker = sfn.create_state_machine(
+        name="seed-worker", roleArn=role,
+        definition=json.dumps(SEED_WORKER).replace("${Function}", "arn:aws:lambda:" + REGION +
+                                                   ":123456789012:function:seed"))["stateMachineArn"]
+    boto3.client("lambda", region_name=REGION).create_function(
+        FunctionName="seed", Runtime="python3.13", Handler="seed_lambda.handler", Role=role,
+        Code={"ZipFile": code.getvalue()}, Environment={"Variables": {"WORKER_ARN": worker}})
+    definition = json.dumps(SEED_PUPPETEER).replace("${Worker}", worker).replace(
+        "${Function}", f"arn:aws:lambda:{REGION}:123456789012:function:seed")
+    return sfn.create_state_machine(name="seed-puppeteer", roleArn=role,
+                                    definition=definition)["stateMachineArn"]
+
+
+def costs(sfn: Any, dynamodb: Any, stack: dict[str, str], repeats: int) -> list[str]:
+    """Per 1,000 pages, at two page sizes: with 250 items a page this table has 84 pages and the
+    run's fixed costs dominate; with 25 items, 804 pages show the cost that grows with a table."""
+    table, count = "bench-costs", 20_000
+    fill(dynamodb, table, count=count, size=100)
+    counter = EngineCounter()
+    seed = deploy_seed(sfn)
+    lines = []
+    del repeats  # counts, not timings: one run each (the seed's polls vary by a few)
+    for batch in (250, 25):
+        configuration = {"TableName": table, "TableHash": "url", "Workers": 4, "BatchSize": batch}
+        pages = count // batch + configuration["Workers"]  # each segment ends on a short page
+        for name, machine in (("step-worker", stack["Puppeteer"]), ("seed", seed)):
+            counter.take()
+            run(sfn, machine, configuration)
+            invocations, transitions = (1000 * n / pages for n in counter.take())
+            lines.append(f"P2/P3    {name:<12} {invocations:7.1f} invocations, {transitions:7.1f} "
+                         f"state transitions per 1,000 pages ({pages} pages: {count:,} items, "
+                         f"Workers 4, BatchSize {batch}; targets <= 10 and <= 50)")
+    return lines
+
+
+BENCHMARKS = {"P1": orchestration, "P2/P3": costs, "P4": count_path, "budget": budget, "types": types}
 
 
 def main(argv: list[str]) -> int:
