@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from typing import Any
 
 from moto.dynamodb.models.dynamo_type import Item
@@ -86,27 +85,32 @@ def _is_running(self: Environment) -> bool:
     return running
 
 
-def _stop_child_with_parent(env: Environment, region: str, execution_arn: str) -> None:
-    sfn = boto_client_for(region=region, service="stepfunctions")
-    try:
-        while sfn.describe_execution(executionArn=execution_arn)["status"] == "RUNNING":
-            if not env.is_running():
-                sfn.stop_execution(executionArn=execution_arn, error="States.Aborted",
-                                   cause="The parent execution was stopped.")
-                return
-            time.sleep(0.5)
-    except Exception:  # noqa: BLE001 - the embedded AWS was shut down under this watcher
-        return
-
-
 def _sync_resolver(name: str) -> Any:
+    """Remember which child a `.sync` task waits for (moto's builder pops it from the stack)."""
     def build(self: StateTaskServiceSfn, env: Environment, resource_runtime_part: Any,
               *args: Any, **kwargs: Any) -> Any:
-        execution_arn = env.stack[-1]["ExecutionArn"]  # the original pops it
-        threading.Thread(target=_stop_child_with_parent, daemon=True,
-                         args=(env, resource_runtime_part.region, execution_arn)).start()
-        return ORIGINAL[name](self, env, resource_runtime_part, *args, **kwargs)
+        child = (resource_runtime_part.region, env.stack[-1]["ExecutionArn"])
+        resolver = ORIGINAL[name](self, env, resource_runtime_part, *args, **kwargs)
+
+        def resolve() -> Any:
+            return resolver()
+        resolve.child = child  # type: ignore[attr-defined]
+        return resolve
     return build
+
+
+def _eval_sync(self: StateTaskServiceSfn, env: Environment, sync_resolver: Any,
+               *args: Any, **kwargs: Any) -> Any:
+    """Wait as moto does; if the wait ended because this execution was stopped, stop the child."""
+    result = ORIGINAL["_eval_sync"](self, env, sync_resolver, *args, **kwargs)
+    child = getattr(sync_resolver, "child", None)
+    if child is not None and not env.is_running():
+        region, execution_arn = child
+        sfn = boto_client_for(region=region, service="stepfunctions")
+        if sfn.describe_execution(executionArn=execution_arn)["status"] == "RUNNING":
+            sfn.stop_execution(executionArn=execution_arn, error="States.Aborted",
+                               cause="The parent execution was stopped.")
+    return result
 
 
 def apply() -> None:
@@ -123,3 +127,5 @@ def apply() -> None:
     for name in ("_build_sync_resolver", "_build_sync2_resolver"):
         ORIGINAL[name] = getattr(StateTaskServiceSfn, name)
         setattr(StateTaskServiceSfn, name, _sync_resolver(name))
+    ORIGINAL["_eval_sync"] = StateTaskServiceSfn._eval_sync
+    StateTaskServiceSfn._eval_sync = _eval_sync
