@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ParamValidationError
 
 if TYPE_CHECKING:  # pragma: no cover
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -124,6 +124,8 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         raise InvalidConfiguration(f"action {action!r} is unknown; use one of {sorted(ACTIONS)}")
     try:
         return ACTIONS[action](event, context)
+    except ParamValidationError as error:  # the SDK refused a value before sending it
+        raise InvalidConfiguration(f"a value of the Configuration was refused: {error}") from None
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "")
         if code in PERMANENT:
@@ -177,26 +179,29 @@ def scan_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
     claim(config.run_id, segment, attempt)
     point = replace(load_checkpoint(config.run_id, segment), attempt=attempt)
     clock = Clock(context)
-    pacer = Pacer(config.read_units_per_worker())
+    pacer = Pacer(config.read_units_per_worker(), not_before=float(job.get("NotBefore", 0)))
+    clock.sleep(pacer.wait())
     while not point.done and clock.can_start_page():
-        started = time.monotonic()
+        started = time.time()
         page = scan_page(config, segment, point.cursor)
         processed, skipped = process_items(config, page.get("Items", []))
         point = save_checkpoint(point, advance(point, page, processed, skipped))
-        clock.page_took(time.monotonic() - started)
+        clock.page_took(time.time() - started)
         LOG.info(json.dumps({"RunId": config.run_id, "Segment": segment, "Pages": point.pages,
                              "Scanned": point.scanned, "Done": point.done}))
         if not point.done:
             clock.sleep(pacer.delay(units_of(page), started))
     loops = int(job.get("Loops", 0)) + 1
     return {**job, "Loops": loops, "Done": point.done, "Cursor": point.cursor,
-            "HandOff": not point.done and loops >= LOOPS_PER_EXECUTION}
+            "HandOff": not point.done and loops >= LOOPS_PER_EXECUTION,
+            "NotBefore": round(pacer.free_at, 3)}  # the read budget's debt goes on to the next
 
 
 def finish(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Total the run from its checkpoints; succeed with the summary or fail with how to resume."""
     config = run_config(event["Run"])
-    started = load_run(config.run_id).started_at
+    stored = load_run(config.run_id)  # gone only if the run outlived CheckpointDays
+    started = stored.started_at if stored else time.time()
     rows = load_segments(config.run_id)
     summary = summarize(rows, config.segments, seconds=time.time() - started)
     if config.dry_run:
@@ -348,6 +353,11 @@ def _process(name: str, value: Any) -> dict[str, Any]:
     for field_name, field_value in value.items():
         if field_name != "Type":
             checks[field_name](f"{name}.{field_name}", field_value)
+    reserved = [n for n in value.get("ExpressionAttributeNames", {}) if n.startswith("#step_worker")]
+    if reserved:
+        raise InvalidConfiguration(
+            f"Configuration.{name}.ExpressionAttributeNames uses {reserved}; names starting with "
+            "#step_worker are step-worker's own: rename them")
     return value
 
 
@@ -385,7 +395,7 @@ _FIXED_ON_RESUME = ("TableName", "TableHash", "Segments", "Process", "FilterExpr
                     "ExpressionAttributeValues", "ConsistentRead", "DryRun")
 
 
-def parse_input(document: Any) -> RunConfig:
+def parse_input(document: Any, check_size: bool = True) -> RunConfig:
     """The Puppeteer's input → a RunConfig, or InvalidConfiguration naming the field and the fix."""
     if not isinstance(document, dict) or not isinstance(document.get("Configuration"), dict):
         raise InvalidConfiguration(
@@ -414,15 +424,22 @@ def parse_input(document: Any) -> RunConfig:
         raise InvalidConfiguration(
             "Configuration.ExpressionAttributeNames/Values are set but no FilterExpression or "
             "ProjectionExpression uses them; add the expression or remove them")
-    if len(json.dumps(config.to_json())) > MAX_RUN_BYTES:
+    if config.projection_expression and config.process["Type"] in ("Update", "Copy"):
         raise InvalidConfiguration(
-            f"Configuration is over {MAX_RUN_BYTES} bytes of JSON; shorten the expressions and values")
+            f"Configuration.ProjectionExpression cannot go with Process {config.process['Type']}, "
+            "which needs whole items (a Copy would write the projected part only); remove it")
+    # Measured as it appears in a WorkersFailed cause, escaped twice, so a ResumeInput always fits.
+    if check_size and len(json.dumps(json.dumps(json.dumps(config.to_json())))) > MAX_RUN_BYTES:
+        raise InvalidConfiguration(
+            f"Configuration is over {MAX_RUN_BYTES} bytes of JSON (counting the escapes it gets in "
+            "an error's cause); shorten the expressions and values")
     return config
 
 
 def run_config(run: dict[str, Any]) -> RunConfig:
-    """The Run carried through state is a Configuration that split has already validated."""
-    return parse_input({"Configuration": run})
+    """The Run carried through state is a Configuration that split has already validated (and
+    grown by RunId and TableRange, so its size is not judged again)."""
+    return parse_input({"Configuration": run}, check_size=False)
 
 
 def check_table(config: RunConfig, table: dict[str, Any] | None) -> None:
@@ -639,15 +656,20 @@ def unwrap_failure(error: str | None, cause: str | None) -> tuple[str | None, st
 
 
 def failure_message(config: RunConfig, summary: dict[str, Any],
-                    failed: list[dict[str, Any]], shown: int = 50) -> str:
-    """The WorkersFailed cause: which segments failed and the input that resumes the run."""
-    return json.dumps({
-        "RunId": config.run_id,
-        "FailedSegments": [{**f, "Cause": (f["Cause"] or "")[:500]} for f in failed[:shown]],
-        "FailedSegmentCount": len(failed),
-        "ResumeInput": {"Comment": f"Resume run {config.run_id}", "Configuration": config.to_json()},
-        "Summary": summary,
-    })
+                    failed: list[dict[str, Any]], limit: int = 20_000) -> str:
+    """The WorkersFailed cause: which segments failed and the input that resumes the run. It is
+    escaped twice on its way into the execution's cause (32,768 characters at most), so it shows
+    fewer segments, and shorter causes, until it fits in `limit` characters once escaped."""
+    resume = {"Comment": f"Resume run {config.run_id}", "Configuration": config.to_json()}
+    for shown, cause_length in ((50, 500), (20, 300), (10, 200), (5, 100), (1, 100), (0, 0)):
+        message = json.dumps({
+            "RunId": config.run_id, "ResumeInput": resume,
+            "FailedSegments": [{**f, "Cause": (f["Cause"] or "")[:cause_length]}
+                               for f in failed[:shown]],
+            "FailedSegmentCount": len(failed), "Summary": summary})
+        if len(json.dumps(json.dumps(message))) <= limit:
+            break
+    return message
 
 
 class Clock:
@@ -679,18 +701,22 @@ class Clock:
 class Pacer:
     """Keeps one Worker's read rate at or below its share of MaxReadUnits: a token bucket that may
     go into debt by one page. A page's units buy `units / rate` seconds from the moment the page
-    started (its Scan and processing count toward that time); the next page waits until then.
-    Idle time is not saved up: a Worker never bursts beyond one page."""
+    started (its Scan and processing count toward that time); the next page waits until then, even
+    in the next invocation (the job carries `NotBefore`, wall-clock seconds). Idle time is not
+    saved up: a Worker never bursts beyond one page."""
 
-    def __init__(self, units_per_second: float | None) -> None:
+    def __init__(self, units_per_second: float | None, not_before: float = 0.0) -> None:
         self.rate = units_per_second
-        self.free_at = time.monotonic()
+        self.free_at = max(time.time(), not_before)
+
+    def wait(self) -> float:
+        return max(0.0, self.free_at - time.time()) if self.rate else 0.0
 
     def delay(self, units: float, started: float) -> float:
         if not self.rate:
             return 0.0
         self.free_at = max(self.free_at, started) + units / self.rate
-        return max(0.0, self.free_at - time.monotonic())
+        return max(0.0, self.free_at - time.time())
 
 
 # -- processing -----------------------------------------------------------------------------------
@@ -745,8 +771,8 @@ def invoke_items(config: RunConfig, items: list[dict[str, Any]]) -> tuple[int, i
         answer = invoke(config.process["FunctionName"], {
             "Items": chunk, "TableName": config.table_name, "RunId": config.run_id})
         counted = answer if isinstance(answer, dict) else {}
-        skip = int(counted.get("Skipped", 0))
-        processed += int(counted.get("Processed", len(chunk) - skip))
+        skip = min(max(int(counted.get("Skipped", 0)), 0), len(chunk))
+        processed += min(max(int(counted.get("Processed", len(chunk) - skip)), 0), len(chunk) - skip)
         skipped += skip
     return processed, skipped
 
@@ -983,7 +1009,8 @@ def next_attempt(run_id: str | None) -> int:
     """Number this launch of a resumed run: later attempts take segments over from earlier ones."""
     answer = dynamodb().update_item(
         TableName=CHECKPOINT_TABLE, Key={"RunId": {"S": str(run_id)}, "Segment": {"N": str(RUN_ROW)}},
-        UpdateExpression="ADD Attempts :one", ExpressionAttributeValues={":one": {"N": "1"}},
+        UpdateExpression="ADD Attempts :one SET ExpiresAt = :expires",
+        ExpressionAttributeValues={":one": {"N": "1"}, ":expires": {"N": str(_expires_at())}},
         ReturnValues="UPDATED_NEW")
     return int(answer["Attributes"]["Attempts"]["N"])
 
@@ -993,9 +1020,10 @@ def claim(run_id: str | None, segment: int, attempt: int) -> None:
         dynamodb().update_item(
             TableName=CHECKPOINT_TABLE,
             Key={"RunId": {"S": str(run_id)}, "Segment": {"N": str(segment)}},
-            UpdateExpression="SET Attempt = :a",
+            UpdateExpression="SET Attempt = :a, ExpiresAt = :expires",
             ConditionExpression="attribute_not_exists(Attempt) OR Attempt <= :a",
-            ExpressionAttributeValues={":a": {"N": str(attempt)}})
+            ExpressionAttributeValues={":a": {"N": str(attempt)},
+                                       ":expires": {"N": str(_expires_at())}})
     except dynamodb().exceptions.ConditionalCheckFailedException:
         raise Superseded(f"segment {segment} of run {run_id} belongs to a later attempt than "
                          f"{attempt}: another launch resumed this run") from None

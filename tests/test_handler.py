@@ -75,6 +75,8 @@ BAD = [
     (config(RunId="x" * 41), "RunId", "ResumeInput"),
     (config(FilterExpression="a = :v", ExpressionAttributeValues={":v": {"S": "x" * 20000}}),
      "Configuration", "bytes"),
+    (config(FilterExpression="a = :v", ExpressionAttributeValues={":v": {"S": "\"" * 2100}}),
+     "Configuration", "escapes"),
 ]
 
 
@@ -177,13 +179,23 @@ def test_a_lambda_error_payload_is_unwrapped():
 
 def test_the_failure_message_carries_the_input_that_resumes_the_run():
     parsed = parse_input(config(RunId="run-1"))
-    failed = [{"Segment": s, "Error": "E", "Cause": "c" * 1000} for s in range(80)]
-    message = json.loads(handler.failure_message(parsed, {"Scanned": 1}, failed))
+    few = [{"Segment": s, "Error": "E", "Cause": "short"} for s in range(60)]
+    message = json.loads(handler.failure_message(parsed, {"Scanned": 1}, few))
     assert message["ResumeInput"]["Configuration"]["RunId"] == "run-1"
     assert parse_input(message["ResumeInput"]) == parsed
-    assert message["FailedSegmentCount"] == 80
-    assert len(message["FailedSegments"]) == 50
-    assert len(message["FailedSegments"][0]["Cause"]) == 500
+    assert (message["FailedSegmentCount"], len(message["FailedSegments"])) == (60, 50)
+
+
+def test_the_failure_message_fits_the_execution_cause_however_many_fail():
+    big = parse_input(config(RunId="run-2", FilterExpression="a = :v",
+                             ExpressionAttributeValues={":v": {"S": "\"" * 1500}}))
+    failed = [{"Segment": s, "Error": "ValueError", "Cause": "Traceback \"x\"\n" * 300}
+              for s in range(5000)]
+    text = handler.failure_message(big, {"Scanned": 1}, failed)
+    assert len(json.dumps(json.dumps(text))) <= 20_000  # escaped twice on its way to the cause
+    message = json.loads(text)
+    assert parse_input(message["ResumeInput"]) == big
+    assert message["FailedSegmentCount"] == 5000
 
 
 def test_segments_are_shuffled_only_when_workers_cannot_take_them_all():
@@ -209,7 +221,7 @@ def test_distinct_long_names_stay_distinct():
 
 def test_the_pacer_keeps_the_read_rate(monkeypatch):
     now = [100.0]
-    monkeypatch.setattr(handler.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(handler.time, "time", lambda: now[0])
     pacer = handler.Pacer(units_per_second=10)
     now[0] = 100.2  # a page of 5 units, started at 100.0, took 0.2 s
     assert pacer.delay(5, started=100.0) == pytest.approx(0.3)  # its half second counts from its start
@@ -218,6 +230,17 @@ def test_the_pacer_keeps_the_read_rate(monkeypatch):
     now[0] = 120.0  # idle time is not saved up beyond one page
     assert pacer.delay(10, started=119.9) == pytest.approx(0.9)
     assert handler.Pacer(None).delay(1000, started=0) == 0.0
+
+
+def test_the_read_budget_debt_carries_over_to_the_next_invocation(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(handler.time, "time", lambda: now[0])
+    first = handler.Pacer(units_per_second=1)
+    first.delay(100, started=100.0)  # a big last page: the budget is spent until 200
+    now[0] = 101.0  # the invocation ends here, its time up
+    following = handler.Pacer(units_per_second=1, not_before=first.free_at)
+    assert following.wait() == pytest.approx(99.0)
+    assert handler.Pacer(None, not_before=first.free_at).wait() == 0.0
 
 
 class FakeContext:
@@ -338,6 +361,41 @@ def test_a_batch_that_stays_unprocessed_fails_to_be_retried(monkeypatch):
     monkeypatch.setattr(handler.time, "sleep", lambda seconds: None)
     with pytest.raises(handler.CopyIncomplete, match="retried"):
         handler.write_batch("t", [{"PutRequest": {"Item": {"i": {"N": str(i)}}}} for i in range(25)])
+
+
+def test_a_projection_is_refused_where_process_needs_whole_items():
+    for process in (UPDATE, {"Type": "Copy", "TargetTable": "copy"}):
+        with pytest.raises(InvalidConfiguration, match="ProjectionExpression cannot go with"):
+            parse_input(config(ProjectionExpression="url", Process=process))
+    assert parse_input(config(ProjectionExpression="url",
+                              Process={"Type": "Invoke", "FunctionName": "f"}))
+
+
+def test_step_workers_own_names_are_reserved():
+    with pytest.raises(InvalidConfiguration, match="#step_worker"):
+        parse_input(config(Process={**UPDATE, "ExpressionAttributeNames": {
+            "#n": "visits", "#step_worker_key": "status"}}))
+
+
+def test_a_functions_counts_are_kept_within_its_chunk(monkeypatch):
+    answers = iter([{"Processed": 5000}, {"Processed": -3, "Skipped": 2}, "not a dict"])
+    monkeypatch.setattr(handler, "invoke", lambda name, payload: next(answers))
+    monkeypatch.setattr(handler, "INVOKE_PAYLOAD_BYTES", 40)
+    parsed = parse_input(config(Process={"Type": "Invoke", "FunctionName": "f"}))
+    items = [{"url": {"S": f"https://example.com/{i}"}} for i in range(3)]
+    # one item a chunk: 5000 counts as 1; -3 processed and 2 skipped as 0 and 1; no counts as 1
+    assert handler.invoke_items(parsed, items) == (2, 1)
+
+
+def test_the_sdks_own_refusals_are_invalid_configuration(monkeypatch):
+    from botocore.exceptions import ParamValidationError
+
+    def refuse(event, context):
+        raise ParamValidationError(report="Invalid type for parameter N, value: 5")
+
+    monkeypatch.setitem(handler.ACTIONS, "split", refuse)
+    with pytest.raises(InvalidConfiguration, match="Invalid type for parameter"):
+        handler.handler({"action": "split"}, None)
 
 
 def test_dry_run_estimates_the_writes_of_the_real_run():
