@@ -312,14 +312,18 @@ BENCHMARKS = {"P1": orchestration, "P2/P3": costs, "P4": count_path, "budget": b
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", default=list(BENCHMARKS), choices=list(BENCHMARKS))
+    parser.add_argument("names", nargs="*",
+                        help=f"which to run (default: all of {', '.join(BENCHMARKS)})")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
+    unknown = set(args.names) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmarks {sorted(unknown)}; choose from {', '.join(BENCHMARKS)}")
     with embedded():
         stack = deploy()
         sfn = boto3.client("stepfunctions", region_name=REGION)
         dynamodb = boto3.client("dynamodb", region_name=REGION)
-        for name in args.names:
+        for name in args.names or list(BENCHMARKS):
             for line in BENCHMARKS[name](sfn, dynamodb, stack, args.repeats):
                 print(line, flush=True)
     return 0
