@@ -8,8 +8,9 @@ One Lambda serves both state machines of template.yml; the state names the actio
                     "Attempt": 1, "Segments": [2, 0, 3, 1]}
   scan-batch  Worker, in a loop.
               in:  {"action": "scan-batch", "Job": {"Run": {...}, "Segment": 2, "Attempt": 1, "Loops": 0}}
-              out: the Job with "Loops" + 1, "Done", "Cursor" (the segment's LastEvaluatedKey) and
-                   "HandOff" (this execution has looped enough: a fresh one takes over)
+              out: the Job with "Loops" + 1, "Done", "Cursor" (the segment's LastEvaluatedKey),
+                   "HandOff" (this execution has looped enough: a fresh one takes over) and
+                   "NotBefore" (when the read budget allows the next page)
   finish      Puppeteer, last state.
               in:  {"action": "finish", "Run": {...}}
               out: {"RunId", "TableName", "Summary"}; or raises WorkersFailed with the resume input
@@ -19,7 +20,8 @@ with the segment's cursor and counts, and one row per run (Segment -1) with its 
 Items never travel through state: only the run's configuration and segment numbers do.
 
 Errors are exception classes; Lambda reports the class name as errorType, which is what the
-state machines' Retry and Catch match (InvalidConfiguration is never retried).
+state machines' Retry and Catch match (InvalidConfiguration, AccessDenied, TableNotFound,
+Superseded and WorkersFailed are never retried).
 """
 
 from __future__ import annotations
