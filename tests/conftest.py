@@ -108,6 +108,11 @@ def run(sfn: Any, state_machine: str, document: Any, timeout: float = 120) -> di
     """Start an execution and wait for its end → describe_execution, with output parsed."""
     arn = sfn.start_execution(stateMachineArn=state_machine,
                               input=json.dumps(document))["executionArn"]
+    return wait(sfn, arn, timeout)
+
+
+def wait(sfn: Any, arn: str, timeout: float = 120) -> dict[str, Any]:
+    """Wait for an execution's end → describe_execution, with output parsed."""
     deadline = time.monotonic() + timeout
     while (found := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
         assert time.monotonic() < deadline, f"{arn} still running after {timeout} s"

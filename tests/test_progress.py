@@ -9,13 +9,7 @@ import time
 from rich.console import Console
 
 from local import progress
-from tests.conftest import make_table, run, seed_input
-
-
-def run_to_end(sfn, arn):
-    while (found := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
-        time.sleep(0.05)
-    return found
+from tests.conftest import make_table, run, seed_input, wait
 
 
 def render(renderable) -> str:
@@ -50,7 +44,7 @@ def test_the_view_of_a_real_run_in_progress(stack, clients):
     text = render(progress.view(s, rate=10.0))
     assert f"{s.scanned:,} of ~60 items" in text
     assert f"segments: {s.done} done, {s.running} running, 0 failed" in text
-    ended = run_to_end(clients.sfn, arn)
+    ended = wait(clients.sfn, arn)
     assert ended["status"] == "SUCCEEDED"
 
 

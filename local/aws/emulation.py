@@ -91,11 +91,8 @@ def _sync_resolver(name: str) -> Any:
               *args: Any, **kwargs: Any) -> Any:
         child = (resource_runtime_part.region, env.stack[-1]["ExecutionArn"])
         resolver = ORIGINAL[name](self, env, resource_runtime_part, *args, **kwargs)
-
-        def resolve() -> Any:
-            return resolver()
-        resolve.child = child  # type: ignore[attr-defined]
-        return resolve
+        resolver.child = child
+        return resolver
     return build
 
 
